@@ -1,0 +1,3 @@
+module github.com/distkit/distkit
+
+go 1.26
