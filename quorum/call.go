@@ -1,0 +1,69 @@
+package quorum
+
+import (
+	"context"
+	"fmt"
+)
+
+// Call runs fn against every replica concurrently and returns as soon as
+// `need` succeed, cancelling the rest; it fails as soon as `need` successes
+// have become impossible.
+//
+// The results are the first need successful values in completion order.
+// When the call fails, the error is an [*Error] (errors.Is(err, ErrNoQuorum))
+// listing every replica that failed before Call returned; if ctx ended first,
+// Error.Cause holds ctx.Err(). A need outside 1..len(replicas) returns an
+// error wrapping [ErrNeed] and calls nothing.
+//
+// Call never waits for stragglers: when it returns, the context passed to
+// each unfinished fn is cancelled and its goroutine finishes in the
+// background, as soon as fn honours the cancellation. fn must therefore
+// return promptly once its context is done; Call itself holds no reference to
+// a straggler's result, and the goroutine never blocks on delivering it.
+func Call[R, T any](ctx context.Context, replicas []R, need int,
+	fn func(context.Context, R) (T, error)) ([]T, error) {
+	n := len(replicas)
+	if need < 1 || need > n {
+		return nil, fmt.Errorf("%w: need %d of %d replicas", ErrNeed, need, n)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, &Error{Need: need, Cause: err}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	type reply struct {
+		i   int
+		v   T
+		err error
+	}
+	// Buffered for every replica so no goroutine ever blocks sending after
+	// Call has returned.
+	ch := make(chan reply, n)
+	for i, r := range replicas {
+		go func() {
+			v, err := fn(cctx, r)
+			ch <- reply{i, v, err}
+		}()
+	}
+	out := make([]T, 0, need)
+	var failed []ReplicaError
+	for {
+		select {
+		case rp := <-ch:
+			if rp.err != nil {
+				failed = append(failed, ReplicaError{Index: rp.i, Err: rp.err})
+				if len(failed) > n-need {
+					return nil, &Error{Need: need, Succeeded: len(out), Failed: failed}
+				}
+				continue
+			}
+			out = append(out, rp.v)
+			if len(out) == need {
+				return out, nil
+			}
+		case <-ctx.Done():
+			return nil, &Error{Need: need, Succeeded: len(out), Failed: failed, Cause: ctx.Err()}
+		}
+	}
+}
