@@ -16,7 +16,9 @@ type Dot struct {
 }
 
 // String formats d as replica:counter.
-func (d Dot) String() string { return strconv.Quote(d.Replica) + ":" + strconv.FormatUint(d.Counter, 10) }
+func (d Dot) String() string {
+	return strconv.Quote(d.Replica) + ":" + strconv.FormatUint(d.Counter, 10)
+}
 
 func compareDots(a, b Dot) int {
 	return cmp.Or(strings.Compare(a.Replica, b.Replica), cmp.Compare(a.Counter, b.Counter))

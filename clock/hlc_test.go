@@ -19,7 +19,7 @@ type manualPhys struct {
 	ns int64
 }
 
-func (p *manualPhys) now() int64 { p.mu.Lock(); defer p.mu.Unlock(); return p.ns }
+func (p *manualPhys) now() int64   { p.mu.Lock(); defer p.mu.Unlock(); return p.ns }
 func (p *manualPhys) set(ns int64) { p.mu.Lock(); p.ns = ns; p.mu.Unlock() }
 
 func ts(wall int64, logical uint32) clock.Timestamp {

@@ -19,8 +19,8 @@ func TestLamportTickAndWitness(t *testing.T) {
 	tests := []struct {
 		remote, want uint64
 	}{
-		{remote: 0, want: 2},  // behind: local+1
-		{remote: 2, want: 3},  // equal: +1
+		{remote: 0, want: 2},   // behind: local+1
+		{remote: 2, want: 3},   // equal: +1
 		{remote: 10, want: 11}, // ahead: remote+1
 		{remote: 5, want: 12},
 	}
