@@ -178,8 +178,10 @@ func (c *Coordinator[V]) options(opts []Option, level Level) reqOpts {
 type target struct{ node, hintFor string }
 
 // targets returns the key's first N nodes, with failed ones replaced by the
-// next healthy nodes of the preference list unless strict.
-func (c *Coordinator[V]) targets(key string, strict bool) []target {
+// next healthy nodes of the preference list, and the healthy nodes left over
+// to stand in for targets that fail during the request. Strict requests get
+// the first N nodes and no spares.
+func (c *Coordinator[V]) targets(key string, strict bool) (ts []target, spares []string) {
 	n := c.cfg.N
 	extra := c.cfg.Fallbacks
 	if strict {
@@ -187,33 +189,32 @@ func (c *Coordinator[V]) targets(key string, strict bool) []target {
 	}
 	pref := c.cfg.Ring.Lookup(key, n+extra)
 	prim := pref[:min(n, len(pref))]
-	out := make([]target, 0, len(prim))
+	ts = make([]target, 0, len(prim))
 	now := c.clk.Now()
 	var down []string
 	for _, p := range prim {
 		if strict || c.health.up(p, now) {
-			out = append(out, target{node: p})
+			ts = append(ts, target{node: p})
 		} else {
 			down = append(down, p)
 		}
 	}
-	if len(down) == 0 {
-		return out
-	}
 	for _, f := range pref[len(prim):] {
-		if len(down) == 0 {
-			break
+		if !c.health.up(f, now) {
+			continue
 		}
-		if c.health.up(f, now) {
-			out = append(out, target{node: f, hintFor: down[0]})
+		if len(down) > 0 {
+			ts = append(ts, target{node: f, hintFor: down[0]})
 			down = down[1:]
+		} else {
+			spares = append(spares, f)
 		}
 	}
 	// No healthy stand-in left: try the failed primaries themselves.
 	for _, d := range down {
-		out = append(out, target{node: d})
+		ts = append(ts, target{node: d})
 	}
-	return out
+	return ts, spares
 }
 
 func (c *Coordinator[V]) replica(node string) (Replica[V], error) {

@@ -89,7 +89,10 @@ func (c *Coordinator[V]) get(ctx context.Context, key string, o reqOpts) (Value[
 	if err := ctx.Err(); err != nil {
 		return Value[V]{}, err
 	}
-	ts := c.targets(key, o.strict)
+	if c.life.Err() != nil {
+		return Value[V]{}, ErrClosed
+	}
+	ts, spares := c.targets(key, o.strict)
 	if len(ts) == 0 {
 		return Value[V]{}, ErrNoNodes
 	}
@@ -131,8 +134,12 @@ func (c *Coordinator[V]) get(ctx context.Context, key string, o reqOpts) (Value[
 		case rp := <-op.ch:
 			op.inflight--
 			if rp.err != nil {
-				failed = append(failed, ReplicaError{Index: rp.i, Node: ts[rp.i].node, Err: rp.err})
-				if op.next < len(ts) && !op.launch() {
+				failed = append(failed, ReplicaError{Index: rp.i, Node: op.ts[rp.i].node, Err: rp.err})
+				if op.next == len(op.ts) && len(spares) > 0 {
+					op.ts = append(op.ts, target{node: spares[0]})
+					spares = spares[1:]
+				}
+				if op.next < len(op.ts) && !op.launch() {
 					return fail(ErrClosed)
 				}
 				if len(got)+op.inflight < need {

@@ -55,7 +55,10 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 	if err := ctx.Err(); err != nil {
 		return clock.Vector{}, err
 	}
-	ts := c.targets(key, o.strict)
+	if c.life.Err() != nil {
+		return clock.Vector{}, ErrClosed
+	}
+	ts, spares := c.targets(key, o.strict)
 	if len(ts) == 0 {
 		return clock.Vector{}, ErrNoNodes
 	}
@@ -82,10 +85,37 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 		return nil
 	}
 
+	// standIn replaces failed target t with a spare node, if there is one.
+	standIn := func(t target) bool {
+		if o.strict || len(spares) == 0 || c.life.Err() != nil {
+			return false
+		}
+		owner := t.node
+		if t.hintFor != "" {
+			owner = t.hintFor
+		}
+		ts = append(ts, target{node: spares[0], hintFor: owner})
+		spares = spares[1:]
+		return true
+	}
+	// owed names the nodes that failed with no stand-in: they get a hint.
+	var owed []string
+	owe := func(t target) {
+		if o.strict || c.life.Err() != nil {
+			return
+		}
+		if t.hintFor != "" {
+			owed = append(owed, t.hintFor)
+		} else {
+			owed = append(owed, t.node)
+		}
+	}
+
 	// Phase 1: the first target that accepts coordinates the write.
 	var obj Object[V]
 	coord := -1
-	for i, t := range ts {
+	for i := 0; i < len(ts); i++ {
+		t := ts[i]
 		start := c.clk.Now()
 		r, err := c.replica(t.node)
 		if err == nil {
@@ -100,6 +130,9 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 			return fail(0, cause)
 		}
 		failed = append(failed, ReplicaError{Index: i, Node: t.node, Err: err})
+		if !standIn(t) {
+			owe(t)
+		}
 		if len(ts)-i-1 < need {
 			return fail(0, nil)
 		}
@@ -108,13 +141,16 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 	if ts[coord].hintFor != "" {
 		c.hint(ts[coord].hintFor, key, obj)
 	}
+	for _, n := range owed {
+		c.hint(n, key, obj)
+	}
 	out := w.Context.Clone()
 	out.Set(node, obj.Context.Get(node))
 
 	// Phase 2: replicate the object to the other targets.
-	ch := make(chan putReply, len(ts))
+	ch := make(chan putReply, len(ts)+len(spares))
 	pending := 0
-	for i := coord + 1; i < len(ts); i++ {
+	send := func(i int) {
 		t := ts[i]
 		if c.goFn(func() {
 			start := c.clk.Now()
@@ -128,6 +164,9 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 			pending++
 		}
 	}
+	for i := coord + 1; i < len(ts); i++ {
+		send(i)
+	}
 	acks := 1
 	// settle records one reply: hints for stand-ins that stored the object
 	// and for replicas that failed.
@@ -139,12 +178,14 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 			}
 			return true
 		}
-		if !o.strict && c.life.Err() == nil {
-			if t.hintFor != "" {
-				c.hint(t.hintFor, key, obj)
-			} else {
-				c.hint(t.node, key, obj)
-			}
+		if standIn(t) {
+			send(len(ts) - 1)
+			return false
+		}
+		owed = owed[:0]
+		owe(t)
+		for _, n := range owed {
+			c.hint(n, key, obj)
 		}
 		return false
 	}
