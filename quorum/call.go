@@ -3,6 +3,7 @@ package quorum
 import (
 	"context"
 	"fmt"
+	"sync"
 )
 
 // Call runs fn against every replica concurrently and returns as soon as
@@ -32,38 +33,50 @@ func Call[R, T any](ctx context.Context, replicas []R, need int,
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	type reply struct {
-		i   int
-		v   T
-		err error
-	}
-	// Buffered for every replica so no goroutine ever blocks sending after
-	// Call has returned.
-	ch := make(chan reply, n)
+	// Replies are recorded under a mutex and the caller is woken once, when
+	// the outcome is decided, rather than once per reply.
+	var (
+		mu      sync.Mutex
+		out     = make([]T, 0, need)
+		failed  []ReplicaError
+		decided bool
+		done    = make(chan struct{})
+	)
 	for i, r := range replicas {
 		go func() {
 			v, err := fn(cctx, r)
-			ch <- reply{i, v, err}
+			mu.Lock()
+			defer mu.Unlock()
+			if decided {
+				return
+			}
+			if err != nil {
+				failed = append(failed, ReplicaError{Index: i, Err: err})
+				decided = len(failed) > n-need
+			} else {
+				out = append(out, v)
+				decided = len(out) == need
+			}
+			if decided {
+				close(done)
+			}
 		}()
 	}
-	out := make([]T, 0, need)
-	var failed []ReplicaError
-	for {
-		select {
-		case rp := <-ch:
-			if rp.err != nil {
-				failed = append(failed, ReplicaError{Index: rp.i, Err: rp.err})
-				if len(failed) > n-need {
-					return nil, &Error{Need: need, Succeeded: len(out), Failed: failed}
-				}
-				continue
-			}
-			out = append(out, rp.v)
-			if len(out) == need {
-				return out, nil
-			}
-		case <-ctx.Done():
-			return nil, &Error{Need: need, Succeeded: len(out), Failed: failed, Cause: ctx.Err()}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		mu.Lock()
+		if !decided {
+			decided = true
+			err := &Error{Need: need, Succeeded: len(out), Failed: failed, Cause: ctx.Err()}
+			mu.Unlock()
+			return nil, err
 		}
+		mu.Unlock()
 	}
+	// decided is set: no goroutine touches out or failed any more.
+	if len(out) == need {
+		return out, nil
+	}
+	return nil, &Error{Need: need, Succeeded: len(out), Failed: failed}
 }
