@@ -2,6 +2,7 @@ package quorum
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -167,3 +168,23 @@ func cmpDot(a, b clock.Dot) int {
 }
 
 func cmpSibling[V any](a, b Sibling[V]) int { return cmpDot(a.Dot, b.Dot) }
+
+// Validate reports whether o is well formed, as every Object built by
+// Update and Merge is: siblings in strictly increasing dot order, each dot
+// with a non-empty replica and a positive counter covered by the context.
+// Decoders of objects received from outside should call it; the other
+// methods assume it.
+func (o Object[V]) Validate() error {
+	for i, s := range o.Siblings {
+		if s.Dot.Replica == "" || s.Dot.Counter == 0 {
+			return fmt.Errorf("%w: sibling %d has invalid dot %v", ErrMalformed, i, s.Dot)
+		}
+		if !covers(o.Context, s.Dot) {
+			return fmt.Errorf("%w: sibling dot %v not covered by context %v", ErrMalformed, s.Dot, o.Context)
+		}
+		if i > 0 && cmpDot(o.Siblings[i-1].Dot, s.Dot) >= 0 {
+			return fmt.Errorf("%w: siblings out of order at %d", ErrMalformed, i)
+		}
+	}
+	return nil
+}

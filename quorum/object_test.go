@@ -1,6 +1,7 @@
 package quorum_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -99,5 +100,31 @@ func TestObjectUpdateSemantics(t *testing.T) {
 	_ = ab.Merge(c)
 	if ab.Digest() != before {
 		t.Fatal("Update or Merge modified the receiver")
+	}
+}
+
+func TestObjectValidate(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		for _, o := range genObjects(t) {
+			if err := o.Validate(); err != nil {
+				t.Fatalf("generated object invalid: %v", err)
+			}
+		}
+	})
+	var ctx clock.Vector
+	ctx.Set("r", 2)
+	d := func(r string, n uint64) quorum.Sibling[string] {
+		return quorum.Sibling[string]{Dot: clock.Dot{Replica: r, Counter: n}}
+	}
+	for name, o := range map[string]quorum.Object[string]{
+		"zero counter":  {Context: ctx, Siblings: []quorum.Sibling[string]{d("r", 0)}},
+		"empty replica": {Context: ctx, Siblings: []quorum.Sibling[string]{d("", 1)}},
+		"not covered":   {Context: ctx, Siblings: []quorum.Sibling[string]{d("r", 3)}},
+		"unsorted":      {Context: ctx, Siblings: []quorum.Sibling[string]{d("r", 2), d("r", 1)}},
+		"duplicate":     {Context: ctx, Siblings: []quorum.Sibling[string]{d("r", 1), d("r", 1)}},
+	} {
+		if err := o.Validate(); !errors.Is(err, quorum.ErrMalformed) {
+			t.Errorf("%s: Validate = %v, want ErrMalformed", name, err)
+		}
 	}
 }
