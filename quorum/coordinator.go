@@ -225,12 +225,15 @@ func (c *Coordinator[V]) replica(node string) (Replica[V], error) {
 	return r, err
 }
 
-// observe records the outcome of one replica call. Calls cut short by the
-// Coordinator's own cancellation say nothing about the node.
-func (c *Coordinator[V]) observe(ctx context.Context, node string, start time.Time, err error) {
+// observe records the outcome of one replica call: its latency when it is
+// a read (the hedging percentile is about reads), and a failure unless the
+// call was cut short by the Coordinator's own cancellation.
+func (c *Coordinator[V]) observe(ctx context.Context, node string, start time.Time, err error, read bool) {
 	switch {
-	case err == nil:
+	case err == nil && read:
 		c.health.success(node, c.clk.Since(start))
+	case err == nil:
+		c.health.markUp(node)
 	case ctx.Err() == nil:
 		c.health.failure(node, c.clk.Now().Add(c.cfg.HintInterval))
 		c.cfg.Logger.Debug("quorum: replica failed", "node", node, "err", err)

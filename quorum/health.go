@@ -46,6 +46,14 @@ func (h *health) success(n string, d time.Duration) {
 	s.next = (s.next + 1) % h.window
 }
 
+func (h *health) markUp(n string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.nodes[n]; s != nil {
+		s.downUntil = time.Time{}
+	}
+}
+
 func (h *health) failure(n string, until time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -110,7 +110,7 @@ func (c *Coordinator[V]) DeliverHints(ctx context.Context) int {
 			stop := context.AfterFunc(ctx, cancel)
 			start := c.clk.Now()
 			err := r.Put(opCtx, key, obj)
-			c.observe(opCtx, node, start, err)
+			c.observe(opCtx, node, start, err, false)
 			stop()
 			cancel()
 			if err != nil {

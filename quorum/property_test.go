@@ -214,3 +214,44 @@ func maps(m map[string]bool) func(func(string) bool) {
 		}
 	}
 }
+
+// TestStrictQuorumReadsSeeAcknowledgedWrites: with R + W > N and a strict
+// quorum, every read that succeeds returns every write acknowledged before
+// it, whatever nodes fail in between.
+func TestStrictQuorumReadsSeeAcknowledgedWrites(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		c := newCluster(3)
+		co, err := quorum.NewCoordinator(quorum.Config[string]{
+			Ring: c.ring, Replica: c.replica, Clock: c.clk, Strict: true,
+			Read: quorum.Quorum, Write: quorum.Quorum, Repair: quorum.RepairOff,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer co.Close()
+		acked := map[string]bool{}
+		steps := rapid.IntRange(1, 40).Draw(t, "steps")
+		for i := range steps {
+			switch rapid.IntRange(0, 2).Draw(t, "op") {
+			case 0:
+				n := rapid.SampledFrom(c.nodes).Draw(t, "node")
+				c.reps[n].setDown(rapid.Bool().Draw(t, "down"))
+			case 1:
+				v := fmt.Sprint(i)
+				if _, err := co.Put(bg, "k", v, clock.Vector{}); err == nil {
+					acked[v] = true
+				}
+			case 2:
+				got, err := co.Get(bg, "k")
+				if err != nil {
+					continue
+				}
+				for v := range acked {
+					if !slices.Contains(got.Values, v) {
+						t.Fatalf("read %v misses acknowledged write %q", got.Values, v)
+					}
+				}
+			}
+		}
+	})
+}

@@ -56,7 +56,7 @@ func (op *readOp[V]) launch() bool {
 		if err == nil {
 			obj, err = r.Get(ctx, key)
 		}
-		c.observe(ctx, node, start, err)
+		c.observe(ctx, node, start, err, true)
 		ch <- getReply[V]{i, node, obj, err}
 	})
 	if ok {
@@ -203,7 +203,11 @@ func (c *Coordinator[V]) get(ctx context.Context, key string, o reqOpts) (Value[
 					op.inflight = 0
 				}
 			}
-			c.repair(opCtx, key, merged, got)
+			// The repair writes get their own timeout: stragglers may have
+			// used up the read's.
+			rctx, rcancel := c.opContext()
+			defer rcancel()
+			c.repair(rctx, key, merged, got)
 		}) {
 			<-c.bg
 			cancel()
@@ -240,7 +244,7 @@ func (c *Coordinator[V]) repair(ctx context.Context, key string, merged Object[V
 			if err == nil {
 				err = r.Put(ctx, key, merged)
 			}
-			c.observe(ctx, rp.node, start, err)
+			c.observe(ctx, rp.node, start, err, false)
 			if err == nil {
 				c.stats.repairs.Add(1)
 			} else {

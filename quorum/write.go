@@ -121,7 +121,7 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 		if err == nil {
 			obj, err = r.Update(opCtx, key, w)
 		}
-		c.observe(opCtx, t.node, start, err)
+		c.observe(opCtx, t.node, start, err, false)
 		if err == nil {
 			coord = i
 			break
@@ -158,7 +158,7 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 			if err == nil {
 				err = r.Put(opCtx, key, obj)
 			}
-			c.observe(opCtx, t.node, start, err)
+			c.observe(opCtx, t.node, start, err, false)
 			ch <- putReply{i, err}
 		}) {
 			pending++
