@@ -58,8 +58,9 @@
 //
 // # Causality and conflicts
 //
-// The replica that coordinates a write stamps it with a dot (its name and a
-// counter, [clock.Dot]); an object's context ([clock.Vector]) covers every
+// The replica that coordinates a write stamps it with a dot (its name and
+// a counter, a [github.com/distkit/distkit/clock.Dot]); an object's context,
+// a [github.com/distkit/distkit/clock.Vector], covers every
 // dot it has seen. Reads return all surviving siblings with their merged
 // context; passing that context to Put or Delete replaces them. Writes that
 // did not see each other stay as siblings and are returned together, or are

@@ -103,7 +103,7 @@ func (c *Coordinator[V]) get(ctx context.Context, key string, o reqOpts) (Value[
 	opCtx, cancel := c.opContext()
 	unlink := context.AfterFunc(ctx, cancel)
 	op := &readOp[V]{c: c, key: key, ts: ts, need: need, opCtx: opCtx, cancel: cancel,
-		ch: make(chan getReply[V], len(ts)), initial: need}
+		ch: make(chan getReply[V], len(ts)+len(spares)), initial: need}
 	var got []getReply[V]
 	var failed []ReplicaError
 	fail := func(cause error) (Value[V], error) {
