@@ -246,3 +246,23 @@ func TestRingPartitionMatchesSpecification(t *testing.T) {
 		}
 	}
 }
+
+// Adding nodes one at a time (the incremental path) must give exactly the
+// placement of adding them all at once (a full rebuild).
+func TestRingIncrementalAddMatchesRebuild(t *testing.T) {
+	for _, depth := range []int{1, 3, 8} {
+		names := nodeNames(12)
+		rand.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		inc := quorum.NewRing(quorum.WithPartitions(512), quorum.WithTableDepth(depth))
+		for _, n := range names {
+			inc.Add(n)
+		}
+		full := quorum.NewRing(quorum.WithPartitions(512), quorum.WithTableDepth(depth))
+		full.Add(names...)
+		for p := range 512 {
+			if a, b := inc.LookupPartition(p, depth), full.LookupPartition(p, depth); !slices.Equal(a, b) {
+				t.Fatalf("depth %d partition %d: incremental %v, rebuilt %v", depth, p, a, b)
+			}
+		}
+	}
+}
