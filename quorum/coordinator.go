@@ -11,10 +11,6 @@ import (
 	"github.com/distkit/distkit/clock"
 )
 
-// ErrTimeout is the cause in an [*Error] when a request's Config.Timeout
-// passed before it reached its level.
-var ErrTimeout = errors.New("quorum: request timed out")
-
 // Coordinator runs reads and writes against the replicas of each key,
 // Dynamo-style: no leader, a consistency level per request, sloppy quorum
 // with hinted handoff, read repair, hedged reads and Merkle anti-entropy.

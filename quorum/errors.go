@@ -16,6 +16,9 @@ var (
 	ErrNeed = errors.New("quorum: need out of range")
 	// ErrInvalidConfig reports a Config or option value that cannot work.
 	ErrInvalidConfig = errors.New("quorum: invalid configuration")
+	// ErrTimeout is the Cause in an [*Error] when a request's
+	// Config.Timeout passed before it reached its level.
+	ErrTimeout = errors.New("quorum: request timed out")
 	// ErrClosed is returned by a Coordinator after Close.
 	ErrClosed = errors.New("quorum: coordinator closed")
 	// ErrNoNodes reports an empty ring.
