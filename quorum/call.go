@@ -23,6 +23,25 @@ import (
 // a straggler's result, and the goroutine never blocks on delivering it.
 func Call[R, T any](ctx context.Context, replicas []R, need int,
 	fn func(context.Context, R) (T, error)) ([]T, error) {
+	return gather(ctx, replicas, need, fn, func(_ int, v T) T { return v })
+}
+
+// Result is one replica's successful reply in [Gather].
+type Result[T any] struct {
+	Index int // position of the replica in the slice given to Gather
+	Value T
+}
+
+// Gather is [Call] reporting which replica gave each result: it returns the
+// first need successful replies, in completion order, with their replica's
+// index. Everything else, errors and cancellation included, is as for Call.
+func Gather[R, T any](ctx context.Context, replicas []R, need int,
+	fn func(context.Context, R) (T, error)) ([]Result[T], error) {
+	return gather(ctx, replicas, need, fn, func(i int, v T) Result[T] { return Result[T]{i, v} })
+}
+
+func gather[R, T, U any](ctx context.Context, replicas []R, need int,
+	fn func(context.Context, R) (T, error), wrap func(int, T) U) ([]U, error) {
 	n := len(replicas)
 	if need < 1 || need > n {
 		return nil, fmt.Errorf("%w: need %d of %d replicas", ErrNeed, need, n)
@@ -37,7 +56,7 @@ func Call[R, T any](ctx context.Context, replicas []R, need int,
 	// the outcome is decided, rather than once per reply.
 	var (
 		mu      sync.Mutex
-		out     = make([]T, 0, need)
+		out     = make([]U, 0, need)
 		failed  []ReplicaError
 		decided bool
 		done    = make(chan struct{})
@@ -54,7 +73,7 @@ func Call[R, T any](ctx context.Context, replicas []R, need int,
 				failed = append(failed, ReplicaError{Index: i, Err: err})
 				decided = len(failed) > n-need
 			} else {
-				out = append(out, v)
+				out = append(out, wrap(i, v))
 				decided = len(out) == need
 			}
 			if decided {
@@ -78,5 +97,6 @@ func Call[R, T any](ctx context.Context, replicas []R, need int,
 	if len(out) == need {
 		return out, nil
 	}
-	return nil, &Error{Need: need, Succeeded: len(out), Failed: failed}
+	// Replicas failing because the caller cancelled report the cancellation.
+	return nil, &Error{Need: need, Succeeded: len(out), Failed: failed, Cause: ctx.Err()}
 }

@@ -204,3 +204,25 @@ func TestErrorMessageListsReplicas(t *testing.T) {
 		t.Fatalf("Error() = %q, want %q", e.Error(), want)
 	}
 }
+
+func TestGatherReportsReplicaIndexes(t *testing.T) {
+	reps := []string{"a", "b", "c", "d"}
+	got, err := quorum.Gather(context.Background(), reps, 2, func(ctx context.Context, r string) (string, error) {
+		switch r {
+		case "a", "c":
+			return "", errors.New("down")
+		}
+		return r + "!", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(x, y quorum.Result[string]) int { return x.Index - y.Index })
+	want := []quorum.Result[string]{{Index: 1, Value: "b!"}, {Index: 3, Value: "d!"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Gather = %+v, want %+v", got, want)
+	}
+	if _, err := quorum.Gather(context.Background(), reps, 5, func(context.Context, string) (int, error) { return 0, nil }); !errors.Is(err, quorum.ErrNeed) {
+		t.Fatalf("need 5 of 4: %v", err)
+	}
+}

@@ -236,6 +236,18 @@ func (c *Coordinator[V]) observe(ctx context.Context, node string, start time.Ti
 	}
 }
 
+// stopCause explains why replica calls stopped early: the caller's context
+// ended, the request timed out or the Coordinator closed; nil if none.
+func stopCause(ctx, opCtx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if opCtx.Err() != nil {
+		return causeOf(opCtx)
+	}
+	return nil
+}
+
 func causeOf(ctx context.Context) error {
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

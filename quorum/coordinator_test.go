@@ -192,29 +192,32 @@ func TestFailingReplicaReadsFallThrough(t *testing.T) {
 }
 
 func TestReadRepairSync(t *testing.T) {
-	c := newCluster(3)
-	co := c.coordinator(t, nil)
-	stale := c.ring.Lookup("k", 3)[2]
-	c.reps[stale].setDown(true)
-	if _, err := co.Put(bg, "k", "v", clock.Vector{}, quorum.WithStrict()); err != nil {
-		t.Fatal(err)
-	}
-	c.reps[stale].setDown(false)
-	c.clk.Advance(2 * quorum.DefaultHintInterval) // stop avoiding the node
-	if got := c.stored(t, stale, "k"); len(got) != 0 {
-		t.Fatalf("stale replica already has %v", got)
-	}
-	if _, err := co.Get(bg, "k", quorum.WithLevel(quorum.All)); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range c.nodes {
-		if got := c.stored(t, n, "k"); !slices.Equal(got, []string{"v"}) {
-			t.Fatalf("after read repair %s holds %v", n, got)
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(3)
+		co := c.coordinator(t, nil)
+		stale := c.ring.Lookup("k", 3)[2]
+		c.reps[stale].setDown(true)
+		if _, err := co.Put(bg, "k", "v", clock.Vector{}, quorum.WithStrict()); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if co.Stats().Repairs != 1 {
-		t.Fatalf("Repairs = %d, want 1", co.Stats().Repairs)
-	}
+		synctest.Wait() // the write's failed replication to stale has settled
+		c.reps[stale].setDown(false)
+		c.clk.Advance(2 * quorum.DefaultHintInterval) // stop avoiding the node
+		if got := c.stored(t, stale, "k"); len(got) != 0 {
+			t.Fatalf("stale replica already has %v", got)
+		}
+		if _, err := co.Get(bg, "k", quorum.WithLevel(quorum.All)); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range c.nodes {
+			if got := c.stored(t, n, "k"); !slices.Equal(got, []string{"v"}) {
+				t.Fatalf("after read repair %s holds %v", n, got)
+			}
+		}
+		if co.Stats().Repairs != 1 {
+			t.Fatalf("Repairs = %d, want 1", co.Stats().Repairs)
+		}
+	})
 }
 
 func TestReadRepairAsyncOwnedByCoordinator(t *testing.T) {
@@ -312,8 +315,10 @@ func TestGetHonoursCallerContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
+	err := <-done
+	var qe *quorum.Error
+	if !errors.As(err, &qe) || qe.Cause != context.Canceled {
+		t.Fatalf("err = %v, want an *Error caused by context.Canceled", err)
 	}
 }
 

@@ -108,6 +108,9 @@ func (c *Coordinator[V]) get(ctx context.Context, key string, o reqOpts) (Value[
 	var failed []ReplicaError
 	fail := func(cause error) (Value[V], error) {
 		unlink()
+		if cause == nil {
+			cause = stopCause(ctx, opCtx)
+		}
 		cancel()
 		return Value[V]{}, &Error{Need: need, Succeeded: len(got), Failed: failed, Cause: cause}
 	}

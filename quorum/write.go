@@ -72,17 +72,11 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 	var failed []ReplicaError
 	fail := func(acks int, cause error) (clock.Vector, error) {
 		unlink()
+		if cause == nil {
+			cause = stopCause(ctx, opCtx)
+		}
 		cancel()
 		return clock.Vector{}, &Error{Need: need, Succeeded: acks, Failed: failed, Cause: cause}
-	}
-	stopped := func() error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if opCtx.Err() != nil {
-			return causeOf(opCtx)
-		}
-		return nil
 	}
 
 	// standIn replaces failed target t with a spare node, if there is one.
@@ -126,7 +120,7 @@ func (c *Coordinator[V]) doWrite(ctx context.Context, key string, w Write[V], o 
 			coord = i
 			break
 		}
-		if cause := stopped(); cause != nil {
+		if cause := stopCause(ctx, opCtx); cause != nil {
 			return fail(0, cause)
 		}
 		failed = append(failed, ReplicaError{Index: i, Node: t.node, Err: err})
