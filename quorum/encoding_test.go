@@ -10,7 +10,7 @@ import (
 )
 
 func appendString(b []byte, s string) []byte { return append(b, s...) }
-func decodeString(b []byte) (string, error) { return string(b), nil }
+func decodeString(b []byte) (string, error)  { return string(b), nil }
 
 func TestObjectBinaryRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
