@@ -54,3 +54,23 @@ func FuzzDecodeObject(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeWrite(f *testing.F) {
+	var v clock.Vector
+	v.Set("n1", 2)
+	b, _ := jsonMarshal(quorum.Write[string]{Context: v, Value: "x"})
+	f.Add(b)
+	f.Add([]byte(`{"Delete":true}`))
+	f.Add([]byte(`{"Context":{"n1":"x"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w, err := decodeWrite(b)
+		if err != nil {
+			return
+		}
+		// An accepted write applies cleanly to any object.
+		o := quorum.Object[string]{}.Update("n9", w)
+		if err := o.Validate(); err != nil {
+			t.Fatalf("update with decoded write gave an invalid object: %v", err)
+		}
+	})
+}
