@@ -94,3 +94,31 @@ func TestEmptyRing(t *testing.T) {
 		t.Fatalf("Put on empty ring: %v", err)
 	}
 }
+
+func TestCloseCancelsRequestsInFlight(t *testing.T) {
+	c := newCluster(3)
+	co := c.coordinator(t, nil)
+	slow := make(chan struct{}) // never closed: only cancellation ends the calls
+	for _, r := range c.reps {
+		r.setSlow(slow)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := co.Get(bg, "k"); done <- err }()
+	if err := c.clk.BlockUntil(bg, 2); err != nil { // hint loop + request timeout
+		t.Fatal(err)
+	}
+	if err := co.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	var qe *quorum.Error
+	if !errors.As(err, &qe) || qe.Cause != quorum.ErrClosed {
+		t.Fatalf("in-flight Get after Close: %v, want cause ErrClosed", err)
+	}
+	if err := co.Close(); err != nil { // twice is fine
+		t.Fatal(err)
+	}
+	if _, err := co.Put(bg, "k", "v", clock.Vector{}); !errors.Is(err, quorum.ErrClosed) {
+		t.Fatalf("Put after Close: %v", err)
+	}
+}
