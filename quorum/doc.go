@@ -17,7 +17,7 @@
 //     concurrent writes are kept as siblings, and a write made with the
 //     causal context of a read replaces exactly what that read returned.
 //     It has a deterministic, versioned binary encoding
-//     ([Object.AppendBinary], [DecodeObject]) given a codec for the values.
+//     ([Object.Encode], [DecodeObject]) given a codec for the values.
 //   - [Coordinator] drives reads and writes over replicas you supply through
 //     the [Replica] interface (see replica.go for its contract), or the
 //     ready-made [MemReplica].

@@ -8,7 +8,7 @@ import (
 // objectVersion is the first byte of an Object's binary encoding.
 const objectVersion = 1
 
-// AppendBinary appends the binary encoding of o to b, using appendValue to
+// Encode appends the binary encoding of o to b, using appendValue to
 // encode each live sibling's value. The encoding is deterministic (equal
 // objects give equal bytes) and versioned:
 //
@@ -18,7 +18,7 @@ const objectVersion = 1
 //	  uvarint length, replica bytes; uvarint counter
 //	  flag byte: 0 live, 1 deleted
 //	  live only: uvarint length, value bytes
-func (o Object[V]) AppendBinary(b []byte, appendValue func([]byte, V) []byte) ([]byte, error) {
+func (o Object[V]) Encode(b []byte, appendValue func([]byte, V) []byte) ([]byte, error) {
 	ctx, err := o.Context.MarshalBinary()
 	if err != nil {
 		return b, err
@@ -44,7 +44,7 @@ func (o Object[V]) AppendBinary(b []byte, appendValue func([]byte, V) []byte) ([
 	return b, nil
 }
 
-// DecodeObject decodes an encoding made by [Object.AppendBinary], using
+// DecodeObject decodes an encoding made by [Object.Encode], using
 // decodeValue to decode each value from exactly its bytes. It rejects
 // truncated or trailing bytes, unknown versions, non-minimal varints,
 // lengths beyond the input and objects that fail [Object.Validate], with errors wrapping

@@ -15,7 +15,7 @@ func decodeString(b []byte) (string, error)  { return string(b), nil }
 func TestObjectBinaryRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		for _, o := range genObjects(t) {
-			b, err := o.AppendBinary(nil, appendString)
+			b, err := o.Encode(nil, appendString)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -26,7 +26,7 @@ func TestObjectBinaryRoundTrip(t *testing.T) {
 			if back.Digest() != o.Digest() || !equalStrings(back.Values(), o.Values()) {
 				t.Fatalf("round trip: %+v != %+v", back, o)
 			}
-			b2, _ := back.AppendBinary(nil, appendString)
+			b2, _ := back.Encode(nil, appendString)
 			if !bytes.Equal(b, b2) {
 				t.Fatal("re-encoding differs")
 			}
@@ -55,7 +55,7 @@ func equalStrings(a, b []string) bool {
 func TestDecodeObjectRejects(t *testing.T) {
 	var o quorum.Object[string]
 	o = o.Update("r", quorum.Write[string]{Value: "v"})
-	good, _ := o.AppendBinary(nil, appendString)
+	good, _ := o.Encode(nil, appendString)
 	for name, b := range map[string][]byte{
 		"empty":           {},
 		"version":         append([]byte{2}, good[1:]...),
@@ -78,7 +78,7 @@ func FuzzDecodeObject(f *testing.F) {
 	o = o.Update("r1", quorum.Write[string]{Value: "a"}).Merge(o.Update("r2", quorum.Write[string]{Value: "b"}))
 	d := o.Update("r1", quorum.Write[string]{Context: o.Context, Delete: true})
 	for _, x := range []quorum.Object[string]{{}, o, d} {
-		b, _ := x.AppendBinary(nil, appendString)
+		b, _ := x.Encode(nil, appendString)
 		f.Add(b)
 	}
 	f.Add([]byte{1, 0, 0})
@@ -93,7 +93,7 @@ func FuzzDecodeObject(f *testing.F) {
 		if err := o.Validate(); err != nil {
 			t.Fatalf("accepted invalid object: %v", err)
 		}
-		again, err := o.AppendBinary(nil, appendString)
+		again, err := o.Encode(nil, appendString)
 		if err != nil {
 			t.Fatal(err)
 		}
