@@ -25,6 +25,9 @@ type NodeConfig struct {
 	Listener net.Listener      // where the node serves HTTP
 	Peers    map[string]string // every node's name to its address (host:port), this one included
 	N        int               // replication factor (default quorum.DefaultN)
+	// Partitions of the ring (default quorum.DefaultPartitions); every node
+	// must use the same.
+	Partitions int
 
 	HintInterval        time.Duration // see quorum.Config (default quorum.DefaultHintInterval)
 	AntiEntropyInterval time.Duration // zero: only on POST /admin/sync
@@ -55,7 +58,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Name == "" || cfg.Listener == nil || cfg.Peers[cfg.Name] == "" {
 		return nil, errors.New("apkv: node needs a name, a listener and itself among the peers")
 	}
-	ring := quorum.NewRing()
+	ring := quorum.NewRing(quorum.WithPartitions(cfg.Partitions))
 	n := &Node{
 		name:    cfg.Name,
 		ring:    ring,
