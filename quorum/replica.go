@@ -32,6 +32,9 @@ import "context"
 // Deleted keys are kept as tombstone siblings (see [Object.Deleted]) so that
 // a delete wins over the versions it saw on every replica; they are not
 // garbage-collected.
+//
+// Package [github.com/distkit/distkit/quorum/quorumtest] checks an
+// implementation against this contract.
 type Replica[V any] interface {
 	Get(ctx context.Context, key string) (Object[V], error)
 	Put(ctx context.Context, key string, obj Object[V]) error
