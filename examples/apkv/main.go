@@ -101,6 +101,14 @@ func run(args []string) error {
 	for _, nd := range started {
 		fmt.Printf("node %s: http://%s\n", nd.Name(), nd.Addr())
 	}
+	a := started[0].Addr()
+	fmt.Printf(`try:
+  curl -XPUT -d milk 'http://%[1]s/kv/cart?level=quorum'
+  curl -XPUT -d eggs 'http://%[1]s/kv/cart'            # no context: a sibling
+  curl -i 'http://%[1]s/kv/cart?level=all'             # both values, X-Causal-Context
+  curl -XPUT -H 'X-Causal-Context: <from GET>' -d eggs,milk 'http://%[1]s/kv/cart'
+Ctrl-C stops.
+`, a)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
