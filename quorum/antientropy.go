@@ -23,7 +23,8 @@ type AntiEntropyResult struct {
 // implement Syncer, or fail, are skipped; their errors are joined into the
 // returned error while the rest of the pass goes on.
 //
-// Comparison costs one Digests call per node plus, for each differing
+// Each replica call is bounded by Config.Timeout. Comparison costs one
+// Digests call per node plus, for each differing
 // partition only, one Hashes call per replica and one Get/Put per differing
 // key. It runs in the background every Config.AntiEntropyInterval if set.
 func (c *Coordinator[V]) AntiEntropy(ctx context.Context) (AntiEntropyResult, error) {
@@ -49,7 +50,9 @@ func (c *Coordinator[V]) AntiEntropy(ctx context.Context) (AntiEntropyResult, er
 		if !ok {
 			continue
 		}
-		d, err := s.Digests(ctx)
+		cctx, cancel := c.callContext(ctx)
+		d, err := s.Digests(cctx)
+		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", node, err))
 			continue
@@ -117,7 +120,9 @@ func (c *Coordinator[V]) syncPartition(ctx context.Context, p int, nodes []strin
 	keys := map[string]bool{}
 	for _, n := range nodes {
 		_, s := peer(n)
-		h, err := s.Hashes(ctx, p)
+		cctx, cancel := c.callContext(ctx)
+		h, err := s.Hashes(cctx, p)
+		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: partition %d: %w", n, p, err))
 			continue
@@ -151,7 +156,9 @@ func (c *Coordinator[V]) syncPartition(ctx context.Context, p int, nodes []strin
 				continue
 			}
 			r, _ := peer(n)
-			obj, err := r.Get(ctx, key)
+			cctx, cancel := c.callContext(ctx)
+			obj, err := r.Get(cctx, key)
+			cancel()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %q: %w", n, key, err))
 				continue
@@ -164,7 +171,10 @@ func (c *Coordinator[V]) syncPartition(ctx context.Context, p int, nodes []strin
 				continue
 			}
 			r, _ := peer(n)
-			if err := r.Put(ctx, key, merged); err != nil {
+			cctx, cancel := c.callContext(ctx)
+			err := r.Put(cctx, key, merged)
+			cancel()
+			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %q: %w", n, key, err))
 				continue
 			}

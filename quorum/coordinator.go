@@ -156,6 +156,14 @@ func (c *Coordinator[V]) opContext() (context.Context, context.CancelFunc) {
 	return ctx, func() { t.Stop(); cancel(context.Canceled) }
 }
 
+// callContext bounds one replica call made on behalf of ctx by the request
+// timeout and Close as well.
+func (c *Coordinator[V]) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	opCtx, cancel := c.opContext()
+	stop := context.AfterFunc(ctx, cancel)
+	return opCtx, func() { stop(); cancel() }
+}
+
 func (c *Coordinator[V]) options(opts []Option, level Level) reqOpts {
 	o := reqOpts{level: level, repair: c.cfg.Repair, hedge: c.cfg.Hedge.Percentile > 0, strict: c.cfg.Strict}
 	for _, f := range opts {

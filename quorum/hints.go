@@ -106,12 +106,10 @@ func (c *Coordinator[V]) DeliverHints(ctx context.Context) int {
 			if ctx.Err() != nil {
 				return delivered
 			}
-			opCtx, cancel := c.opContext()
-			stop := context.AfterFunc(ctx, cancel)
+			cctx, cancel := c.callContext(ctx)
 			start := c.clk.Now()
-			err := r.Put(opCtx, key, obj)
-			c.observe(opCtx, node, start, err, false)
-			stop()
+			err := r.Put(cctx, key, obj)
+			c.observe(cctx, node, start, err, false)
 			cancel()
 			if err != nil {
 				break
