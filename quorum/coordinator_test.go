@@ -156,26 +156,33 @@ func TestSloppyQuorumHintedHandoff(t *testing.T) {
 }
 
 func TestHintsDeliveredInBackgroundOnClock(t *testing.T) {
-	c := newCluster(4)
-	co := c.coordinator(t, func(cfg *quorum.Config[string]) { cfg.HintInterval = time.Second })
-	owner := c.ring.Lookup("k", 1)[0]
-	c.reps[owner].setDown(true)
-	if _, err := co.Put(bg, "k", "v", clock.Vector{}); err != nil {
-		t.Fatal(err)
-	}
-	c.reps[owner].setDown(false)
-	for i := 0; co.Stats().HintsDelivered == 0; i++ {
-		if i == 10 {
-			t.Fatalf("no hint delivered after %d intervals: %+v", i, co.Stats())
-		}
-		c.clk.Advance(time.Second)
-		if err := c.clk.BlockUntil(bg, 1); err != nil { // the loop re-armed
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(4)
+		co := c.coordinator(t, func(cfg *quorum.Config[string]) { cfg.HintInterval = time.Second })
+		owner := c.ring.Lookup("k", 1)[0]
+		c.reps[owner].setDown(true)
+		if _, err := co.Put(bg, "k", "v", clock.Vector{}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if got := c.stored(t, owner, "k"); !slices.Equal(got, []string{"v"}) {
-		t.Fatalf("owner holds %v after background handoff", got)
-	}
+		synctest.Wait()
+		if co.Stats().HintsPending != 1 {
+			t.Fatalf("stats %+v, want one pending hint", co.Stats())
+		}
+		c.clk.Advance(time.Second) // delivery while the owner is down fails
+		synctest.Wait()
+		if co.Stats().HintsDelivered != 0 {
+			t.Fatal("hint delivered to a down node")
+		}
+		c.reps[owner].setDown(false)
+		c.clk.Advance(time.Second)
+		synctest.Wait()
+		if s := co.Stats(); s.HintsDelivered != 1 || s.HintsPending != 0 {
+			t.Fatalf("stats after recovery %+v", s)
+		}
+		if got := c.stored(t, owner, "k"); !slices.Equal(got, []string{"v"}) {
+			t.Fatalf("owner holds %v after background handoff", got)
+		}
+	})
 }
 
 func TestFailingReplicaReadsFallThrough(t *testing.T) {

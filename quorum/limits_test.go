@@ -41,25 +41,27 @@ func TestMaxHintsDropsBeyondBound(t *testing.T) {
 }
 
 func TestAntiEntropyRunsInBackground(t *testing.T) {
-	c := newCluster(3)
-	co := c.coordinator(t, func(cfg *quorum.Config[string]) { cfg.AntiEntropyInterval = time.Minute })
-	if _, err := c.reps["n1"].MemReplica.Update(bg, "k", quorum.Write[string]{Value: "v"}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; co.Stats().AntiEntropyRounds == 0; i++ {
-		if i == 10 {
-			t.Fatal("no background anti-entropy round")
-		}
-		c.clk.Advance(time.Minute)
-		if err := c.clk.BlockUntil(bg, 2); err != nil { // both loops re-armed
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(3)
+		co := c.coordinator(t, func(cfg *quorum.Config[string]) { cfg.AntiEntropyInterval = time.Minute })
+		if _, err := c.reps["n1"].MemReplica.Update(bg, "k", quorum.Write[string]{Value: "v"}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for _, n := range c.nodes {
-		if got := c.stored(t, n, "k"); !slices.Equal(got, []string{"v"}) {
-			t.Fatalf("%s holds %v", n, got)
+		synctest.Wait()
+		if got := co.Stats().AntiEntropyRounds; got != 0 {
+			t.Fatalf("%d rounds before the first interval", got)
 		}
-	}
+		c.clk.Advance(time.Minute)
+		synctest.Wait() // the pass has run and the loops wait again
+		if got := co.Stats().AntiEntropyRounds; got != 1 {
+			t.Fatalf("%d rounds after one interval, want 1", got)
+		}
+		for _, n := range c.nodes {
+			if got := c.stored(t, n, "k"); !slices.Equal(got, []string{"v"}) {
+				t.Fatalf("%s holds %v", n, got)
+			}
+		}
+	})
 }
 
 func TestReplicaLookupErrorCountsAsFailure(t *testing.T) {
