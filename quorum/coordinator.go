@@ -28,7 +28,9 @@ type Coordinator[V any] struct {
 	health *health
 	hints  *hintStore[V]
 
-	life   context.Context // ended by Close; parent of every request's work
+	// life is the Coordinator's own lifetime, not a caller's context: made
+	// by NewCoordinator, cancelled by Close, parent of all background work.
+	life   context.Context
 	cancel context.CancelFunc
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool
@@ -44,7 +46,7 @@ type Stats struct {
 	ReadFailures              uint64 // reads that did not reach their level
 	WriteFailures             uint64 // writes that did not reach their level
 	Hedges                    uint64 // extra replica reads started by the hedge timer
-	HedgeWins                 uint64 // reads whose quorum included a hedged reply
+	HedgeWins                 uint64 // hedged replies that counted towards a read's level
 	Repairs                   uint64 // objects written back by read repair
 	RepairsSkipped            uint64 // reads whose background repair was skipped (MaxBackground)
 	HintsStored               uint64 // hints recorded for a failed or stood-in node
