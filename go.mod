@@ -2,4 +2,7 @@ module github.com/distkit/distkit
 
 go 1.26
 
-require pgregory.net/rapid v1.3.0 // indirect
+require (
+	go.uber.org/goleak v1.3.0 // indirect
+	pgregory.net/rapid v1.3.0 // indirect
+)
