@@ -142,28 +142,36 @@ type flightShard struct {
 	_  [48]byte
 }
 
-// flight is this process's view of one key between Claim and the end of fn.
+// flight is this process's view of one key: the callers of Do between
+// registering and learning their Claim's outcome, and the caller, if any,
+// that holds the claim and runs fn. It tells a caller that finds the key in
+// progress whether the holder is in this process (wait for it) or not.
 type flight struct {
-	claiming int           // callers of Do between registering and their Claim's result
-	leading  bool          // a caller in this process holds the claim
+	started  uint64        // Claims begun by callers here
+	finished uint64        // Claims whose outcome is known here
+	leading  bool          // a caller here holds the claim
 	token    uint64        // token of that claim
-	changed  chan struct{} // made by waiters; closed on any change above
+	done     chan struct{} // made by waiters; closed when the holder here finishes
+	settled  chan struct{} // made by waiters; closed when a Claim here finishes
 }
 
-// notify wakes waiters of f. The shard lock is held.
-func (f *flight) notify() {
-	if f.changed != nil {
-		close(f.changed)
-		f.changed = nil
+func (f *flight) idle() bool { return f.started == f.finished && !f.leading }
+
+// wake closes *ch if a waiter made it. The shard lock is held.
+func wake(ch *chan struct{}) {
+	if *ch != nil {
+		close(*ch)
+		*ch = nil
 	}
 }
 
-// wait returns a channel closed on the next change of f. The shard lock is held.
-func (f *flight) wait() <-chan struct{} {
-	if f.changed == nil {
-		f.changed = make(chan struct{})
+// waitOn returns a channel closed on the next wake of *ch. The shard lock
+// is held.
+func waitOn(ch *chan struct{}) <-chan struct{} {
+	if *ch == nil {
+		*ch = make(chan struct{})
 	}
-	return f.changed
+	return *ch
 }
 
 // New returns a Guard that records results in store. A nil store means a
@@ -245,18 +253,18 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			f = &flight{}
 			sh.m[key] = f
 		}
-		f.claiming++
+		f.started++
 		sh.mu.Unlock()
 
 		rec, claimed, err := g.store.Claim(ctx, key, fingerprint, g.cfg.lease)
 
 		sh.mu.Lock()
-		f.claiming--
+		f.finished++
 		if err == nil && claimed {
 			f.leading, f.token = true, rec.Token
 		}
-		f.notify()
-		if f.claiming == 0 && !f.leading {
+		wake(&f.settled)
+		if f.idle() {
 			delete(sh.m, key)
 		}
 		sh.mu.Unlock()
@@ -275,29 +283,24 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			return replay(rec.Result)
 		}
 
-		// In progress with our fingerprint: here or elsewhere?
-		sh.mu.Lock()
-		f = sh.m[key]
-		switch {
-		case f != nil && f.leading && f.token == rec.Token:
+		// In progress with our fingerprint: is the holder here? Only a
+		// Claim begun here before ours returned can have been given
+		// rec.Token; wait until those have finished, then look.
+		local, done, err := g.localHolder(ctx, sh, key, rec.Token)
+		if err != nil {
+			return nil, err
+		}
+		if local {
 			if g.cfg.failFast {
-				sh.mu.Unlock()
 				return nil, fmt.Errorf("idempotency: key %q: %w", key, ErrInProgress)
 			}
-			fallthrough
-		case f != nil && f.claiming > 0:
-			// Either the holder is here, or a caller here may have just
-			// claimed the key and not yet said so: wait for news.
-			ch := f.wait()
-			sh.mu.Unlock()
 			select {
-			case <-ch:
+			case <-done:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
 			continue
 		}
-		sh.mu.Unlock()
 
 		// Held by another process.
 		if g.cfg.wait <= 0 {
@@ -317,6 +320,32 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			return nil, err
 		}
 	}
+}
+
+// localHolder reports whether a caller in this process holds the claim
+// with token on key, and if so returns a channel closed when it finishes.
+func (g *Guard) localHolder(ctx context.Context, sh *flightShard, key string, token uint64) (bool, <-chan struct{}, error) {
+	sh.mu.Lock()
+	f := sh.m[key]
+	if f == nil {
+		sh.mu.Unlock()
+		return false, nil, nil
+	}
+	for target := f.started; f.finished < target; {
+		ch := waitOn(&f.settled)
+		sh.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false, nil, ctx.Err()
+		}
+		sh.mu.Lock()
+	}
+	defer sh.mu.Unlock()
+	if f.leading && f.token == token {
+		return true, waitOn(&f.done), nil
+	}
+	return false, nil, nil
 }
 
 // pollDelay returns the pause before poll n+1: min·2ⁿ capped at max, of
@@ -345,8 +374,8 @@ func (g *Guard) lead(ctx context.Context, sh *flightShard, f *flight, key string
 	defer func() {
 		sh.mu.Lock()
 		f.leading = false
-		f.notify()
-		if f.claiming == 0 {
+		wake(&f.done)
+		if f.idle() {
 			delete(sh.m, key)
 		}
 		sh.mu.Unlock()
