@@ -1,0 +1,65 @@
+package idempotency
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{"", "abc", `"abc"`, `"a\"b\\c"`, `"`, `""`, `"a`, `"a\x"`, `"a"b`, " k ",
+		strings.Repeat("k", MaxKeyLen+1), "0191f4c2-7a4e-7c3a-9c1d-1f2e3d4c5b6a", "\x00", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, field string) {
+		key, err := ParseKey(field)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidKey) || key != "" {
+				t.Fatalf("ParseKey(%q) = %q, %v; want \"\" and ErrInvalidKey", field, key, err)
+			}
+			return
+		}
+		if len(key) == 0 || len(key) > MaxKeyLen {
+			t.Fatalf("ParseKey(%q) = key of length %d", field, len(key))
+		}
+		for i := 0; i < len(key); i++ {
+			if key[i] < ' ' || key[i] >= 0x7f {
+				t.Fatalf("ParseKey(%q) = %q with byte %#x", field, key, key[i])
+			}
+		}
+		// The quoted form of the key means the same key.
+		quoted := `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(key) + `"`
+		if again, err := ParseKey(quoted); err != nil || again != key {
+			t.Fatalf("ParseKey(%q) = %q, %v; want %q", quoted, again, err, key)
+		}
+	})
+}
+
+func FuzzDecodeResponse(f *testing.F) {
+	f.Add(encodeResponse(201, http.Header{"Content-Type": {"application/json"}, "Location": {"/a", "/b"}}, []byte(`{"ok":true}`)))
+	f.Add(encodeResponse(200, nil, nil))
+	f.Add([]byte{})
+	f.Add([]byte{1})
+	f.Add([]byte{1, 200, 1, 255, 255, 255, 255, 15})
+	f.Add([]byte{2, 200, 1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		status, header, body, err := decodeResponse(b)
+		if err != nil {
+			if !errors.Is(err, errBadResponse) {
+				t.Fatalf("decode error %v does not wrap errBadResponse", err)
+			}
+			return
+		}
+		if status < 100 || status > 999 {
+			t.Fatalf("decoded status %d", status)
+		}
+		// Whatever decodes re-encodes to something that decodes the same.
+		s2, h2, b2, err := decodeResponse(encodeResponse(status, header, body))
+		if err != nil || s2 != status || !bytes.Equal(b2, body) || !reflect.DeepEqual(h2, header) {
+			t.Fatalf("round trip: %d %v %q, %v; want %d %v %q", s2, h2, b2, err, status, header, body)
+		}
+	})
+}
