@@ -28,8 +28,6 @@ const (
 	DefaultPollMax = time.Second
 )
 
-const guardShards = 64
-
 // Option configures a [Guard].
 type Option func(*config)
 
@@ -136,44 +134,6 @@ type Guard struct {
 	flying [guardShards]flightShard
 }
 
-type flightShard struct {
-	mu sync.Mutex
-	m  map[string]*flight
-	_  [48]byte
-}
-
-// flight is this process's view of one key: the callers of Do between
-// registering and learning their Claim's outcome, and the caller, if any,
-// that holds the claim and runs fn. It tells a caller that finds the key in
-// progress whether the holder is in this process (wait for it) or not.
-type flight struct {
-	started  uint64        // Claims begun by callers here
-	finished uint64        // Claims whose outcome is known here
-	leading  bool          // a caller here holds the claim
-	token    uint64        // token of that claim
-	done     chan struct{} // made by waiters; closed when the holder here finishes
-	settled  chan struct{} // made by waiters; closed when a Claim here finishes
-}
-
-func (f *flight) idle() bool { return f.started == f.finished && !f.leading }
-
-// wake closes *ch if a waiter made it. The shard lock is held.
-func wake(ch *chan struct{}) {
-	if *ch != nil {
-		close(*ch)
-		*ch = nil
-	}
-}
-
-// waitOn returns a channel closed on the next wake of *ch. The shard lock
-// is held.
-func waitOn(ch *chan struct{}) <-chan struct{} {
-	if *ch == nil {
-		*ch = make(chan struct{})
-	}
-	return *ch
-}
-
 // New returns a Guard that records results in store. A nil store means a
 // new [MemoryStore] with default settings.
 func New(store Store, opts ...Option) *Guard {
@@ -200,7 +160,7 @@ func New(store Store, opts ...Option) *Guard {
 	}
 	g := &Guard{store: store, cfg: cfg, seed: maphash.MakeSeed()}
 	for i := range g.flying {
-		g.flying[i].m = make(map[string]*flight)
+		g.flying[i].init()
 	}
 	return g
 }
@@ -247,27 +207,14 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		sh.mu.Lock()
-		f := sh.m[key]
-		if f == nil {
-			f = &flight{}
-			sh.m[key] = f
-		}
-		f.started++
-		sh.mu.Unlock()
-
+		e := sh.enter()
 		rec, claimed, err := g.store.Claim(ctx, key, fingerprint, g.cfg.lease)
-
-		sh.mu.Lock()
-		f.finished++
+		var l *leader
 		if err == nil && claimed {
-			f.leading, f.token = true, rec.Token
+			l = &leader{token: rec.Token}
+			sh.lead(key, l)
 		}
-		wake(&f.settled)
-		if f.idle() {
-			delete(sh.m, key)
-		}
-		sh.mu.Unlock()
+		sh.exit(e)
 
 		switch {
 		case err != nil:
@@ -276,21 +223,24 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			}
 			return nil, fmt.Errorf("idempotency: claim %q: %w", key, err)
 		case claimed:
-			return g.lead(ctx, sh, f, key, rec.Token, fn)
+			return g.lead(ctx, sh, l, key, fn)
 		case !bytes.Equal(rec.Fingerprint, fingerprint):
 			return nil, fmt.Errorf("idempotency: key %q: %w", key, ErrKeyReused)
 		case rec.State == StateCompleted:
 			return replay(rec.Result)
 		}
 
-		// In progress with our fingerprint: is the holder here? Only a
-		// Claim begun here before ours returned can have been given
-		// rec.Token; wait until those have finished, then look.
-		local, done, err := g.localHolder(ctx, sh, key, rec.Token)
-		if err != nil {
-			return nil, err
+		// In progress with our fingerprint: is the holder here? A holder
+		// registers just after its Claim returns; a grace period makes sure
+		// that any Claim begun here before ours returned has done so.
+		done := sh.holder(key, rec.Token)
+		if done == nil {
+			if err := sh.gracePeriod(ctx); err != nil {
+				return nil, err
+			}
+			done = sh.holder(key, rec.Token)
 		}
-		if local {
+		if done != nil {
 			if g.cfg.failFast {
 				return nil, fmt.Errorf("idempotency: key %q: %w", key, ErrInProgress)
 			}
@@ -322,32 +272,6 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 	}
 }
 
-// localHolder reports whether a caller in this process holds the claim
-// with token on key, and if so returns a channel closed when it finishes.
-func (g *Guard) localHolder(ctx context.Context, sh *flightShard, key string, token uint64) (bool, <-chan struct{}, error) {
-	sh.mu.Lock()
-	f := sh.m[key]
-	if f == nil {
-		sh.mu.Unlock()
-		return false, nil, nil
-	}
-	for target := f.started; f.finished < target; {
-		ch := waitOn(&f.settled)
-		sh.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return false, nil, ctx.Err()
-		}
-		sh.mu.Lock()
-	}
-	defer sh.mu.Unlock()
-	if f.leading && f.token == token {
-		return true, waitOn(&f.done), nil
-	}
-	return false, nil, nil
-}
-
 // pollDelay returns the pause before poll n+1: min·2ⁿ capped at max, of
 // which a random half is dropped so that pollers do not move in step.
 func (g *Guard) pollDelay(n int) time.Duration {
@@ -370,16 +294,9 @@ func replay(res Result) ([]byte, error) {
 }
 
 // lead runs fn as holder of the claim (key, token) and records its outcome.
-func (g *Guard) lead(ctx context.Context, sh *flightShard, f *flight, key string, token uint64, fn func(context.Context) ([]byte, error)) (v []byte, err error) {
-	defer func() {
-		sh.mu.Lock()
-		f.leading = false
-		wake(&f.done)
-		if f.idle() {
-			delete(sh.m, key)
-		}
-		sh.mu.Unlock()
-	}()
+func (g *Guard) lead(ctx context.Context, sh *flightShard, l *leader, key string, fn func(context.Context) ([]byte, error)) (v []byte, err error) {
+	defer sh.finish(key, l)
+	token := l.token
 	// Store calls after fn must not fail because the caller gave up.
 	bg := context.WithoutCancel(ctx)
 
