@@ -347,22 +347,21 @@ func (g *Guard) release(ctx context.Context, key string, token uint64) {
 // renewal renews a claim's lease every lease/3 from a timer callback until
 // stopped.
 type renewal struct {
-	g      *Guard
-	ctx    context.Context
-	cancel context.CancelFunc
-	key    string
-	token  uint64
-	lost   context.CancelCauseFunc
+	g     *Guard
+	ctx   context.Context // for store calls; not cancelled by the caller
+	key   string
+	token uint64
+	lost  context.CancelCauseFunc
 
 	mu      sync.Mutex
 	stopped bool
 	timer   clock.Timer
+	cancel  context.CancelFunc // of the Renew in flight, if any
 	running sync.WaitGroup
 }
 
 func (g *Guard) startRenewal(ctx context.Context, key string, token uint64, lost context.CancelCauseFunc) *renewal {
-	rctx, cancel := context.WithCancel(ctx)
-	r := &renewal{g: g, ctx: rctx, cancel: cancel, key: key, token: token, lost: lost}
+	r := &renewal{g: g, ctx: ctx, key: key, token: token, lost: lost}
 	r.mu.Lock()
 	r.timer = g.cfg.clock.AfterFunc(g.cfg.lease/3, r.tick)
 	r.mu.Unlock()
@@ -375,17 +374,20 @@ func (r *renewal) tick() {
 		r.mu.Unlock()
 		return
 	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.cancel = cancel
 	r.running.Add(1)
 	r.mu.Unlock()
 	defer r.running.Done()
+	defer cancel()
 
-	err := r.g.store.Renew(r.ctx, r.key, r.token, r.g.cfg.lease)
+	err := r.g.store.Renew(ctx, r.key, r.token, r.g.cfg.lease)
 	if errors.Is(err, ErrLeaseLost) {
 		r.lost(fmt.Errorf("idempotency: key %q: %w", r.key, ErrLeaseLost))
 		return
 	}
-	if err != nil && r.ctx.Err() == nil {
-		r.g.cfg.logger.LogAttrs(r.ctx, slog.LevelWarn, "idempotency: lease renewal failed",
+	if err != nil && ctx.Err() == nil {
+		r.g.cfg.logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: lease renewal failed",
 			slog.String("key", r.key), slog.Any("error", err))
 	}
 	r.mu.Lock()
@@ -395,8 +397,8 @@ func (r *renewal) tick() {
 	r.mu.Unlock()
 }
 
-// stop cancels renewal and waits for a running renewal to return. It is
-// idempotent.
+// stop ends renewal, cancelling a Renew in flight and waiting for it to
+// return. It is idempotent.
 func (r *renewal) stop() {
 	r.mu.Lock()
 	if r.stopped {
@@ -405,8 +407,10 @@ func (r *renewal) stop() {
 	}
 	r.stopped = true
 	r.timer.Stop()
+	if r.cancel != nil {
+		r.cancel()
+	}
 	r.mu.Unlock()
-	r.cancel()
 	r.running.Wait()
 }
 

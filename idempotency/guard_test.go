@@ -615,3 +615,37 @@ func TestFingerprint(t *testing.T) {
 		t.Fatal("Fingerprint is not deterministic")
 	}
 }
+
+// Many callers here, one holder elsewhere: each caller must find out that
+// the holder is not here (a grace period over the Claims in flight here)
+// and fail fast, never wait for a holder that is not here.
+func TestDoManyLocalCallersRemoteHolder(t *testing.T) {
+	s := idempotency.NewMemoryStore()
+	g := idempotency.New(s)
+	otherProcess(t, s, "k", []byte("fp"), time.Hour)
+	var wg sync.WaitGroup
+	var inProgress atomic.Int32
+	start := make(chan struct{})
+	for range 50 {
+		wg.Go(func() {
+			<-start
+			for i := range 20 {
+				key := "k"
+				if i%2 == 1 {
+					key = fmt.Sprint("free-", i) // traffic on other keys of the same shards
+				}
+				_, err := g.Do(bg, key, []byte("fp"), func(context.Context) ([]byte, error) { return nil, nil })
+				if key == "k" && errors.Is(err, idempotency.ErrInProgress) {
+					inProgress.Add(1)
+				} else if key == "k" || err != nil {
+					t.Errorf("Do(%q) = %v", key, err)
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if got := inProgress.Load(); got != 50*10 {
+		t.Fatalf("%d calls got ErrInProgress; want 500", got)
+	}
+}
