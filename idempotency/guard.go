@@ -127,7 +127,11 @@ func WithLogger(l *slog.Logger) Option {
 // See the package documentation for the guarantees. A Guard is safe for
 // concurrent use and starts no goroutines of its own beyond timers that
 // renew leases while fn runs, all stopped before Do returns.
+//
+// The zero value is a Guard over a new [MemoryStore] with default settings,
+// as New(nil) returns.
 type Guard struct {
+	once   sync.Once
 	store  Store
 	cfg    config
 	seed   maphash.Seed
@@ -137,6 +141,12 @@ type Guard struct {
 // New returns a Guard that records results in store. A nil store means a
 // new [MemoryStore] with default settings.
 func New(store Store, opts ...Option) *Guard {
+	g := &Guard{store: store}
+	g.once.Do(func() { g.init(opts) })
+	return g
+}
+
+func (g *Guard) init(opts []Option) {
 	cfg := config{
 		ttl:     DefaultTTL,
 		lease:   DefaultLease,
@@ -155,18 +165,23 @@ func New(store Store, opts ...Option) *Guard {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	if store == nil {
-		store = NewMemoryStore()
+	if g.store == nil {
+		g.store = NewMemoryStore()
 	}
-	g := &Guard{store: store, cfg: cfg, seed: maphash.MakeSeed()}
+	g.cfg = cfg
+	g.seed = maphash.MakeSeed()
 	for i := range g.flying {
 		g.flying[i].init()
 	}
-	return g
 }
 
+func (g *Guard) initZero() { g.init(nil) }
+
 // Store returns the store the Guard records results in.
-func (g *Guard) Store() Store { return g.store }
+func (g *Guard) Store() Store {
+	g.once.Do(g.initZero)
+	return g.store
+}
 
 // Do runs fn at most once for key and returns its result, or replays the
 // result recorded by an earlier call with the same key and fingerprint.
@@ -194,6 +209,7 @@ func (g *Guard) Store() Store { return g.store }
 // A store failure while claiming fails closed: fn is not run and the error
 // is wrapped. The returned slice is the caller's to keep and modify.
 func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+	g.once.Do(g.initZero)
 	if key == "" {
 		return nil, fmt.Errorf("idempotency: empty key: %w", ErrInvalidKey)
 	}

@@ -649,3 +649,26 @@ func TestDoManyLocalCallersRemoteHolder(t *testing.T) {
 		t.Fatalf("%d calls got ErrInProgress; want 500", got)
 	}
 }
+
+func TestZeroValues(t *testing.T) {
+	var g idempotency.Guard
+	var runs atomic.Int32
+	for range 2 {
+		if v, err := g.Do(bg, "k", nil, counted(&runs, "v")); err != nil || string(v) != "v" {
+			t.Fatalf("zero Guard Do = %q, %v", v, err)
+		}
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("zero Guard ran fn %d times; want 1", runs.Load())
+	}
+	var s idempotency.MemoryStore
+	if _, err := s.Get(bg, "k"); !errors.Is(err, idempotency.ErrNotFound) {
+		t.Fatalf("zero MemoryStore Get = %v", err)
+	}
+	if _, ok, err := s.Claim(bg, "k", nil, time.Minute); err != nil || !ok {
+		t.Fatalf("zero MemoryStore Claim = %v, %v", ok, err)
+	}
+	if st := s.Stats(); st.Entries != 1 {
+		t.Fatalf("Stats = %+v", st)
+	}
+}

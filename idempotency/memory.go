@@ -77,8 +77,10 @@ func WithMemoryClock(c clock.Clock) MemoryOption {
 // if a shard holds nothing else, Claim fails with [ErrStoreFull] rather
 // than let a duplicate run.
 //
-// The zero value is not usable; call [NewMemoryStore].
+// The zero value is a MemoryStore with default settings, as
+// NewMemoryStore() returns.
 type MemoryStore struct {
+	once   sync.Once
 	seed   maphash.Seed
 	mask   uint64
 	clock  clock.Clock
@@ -113,6 +115,12 @@ func (e *memEntry) deadline() time.Time {
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
+	s := &MemoryStore{}
+	s.once.Do(func() { s.init(opts) })
+	return s
+}
+
+func (s *MemoryStore) init(opts []MemoryOption) {
 	cfg := memoryConfig{maxEntries: DefaultMaxEntries, shards: DefaultShards, clock: clock.Real}
 	for _, o := range opts {
 		if o != nil {
@@ -129,13 +137,11 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	if n < 1 {
 		n = 1
 	}
-	s := &MemoryStore{
-		seed:   maphash.MakeSeed(),
-		mask:   uint64(n - 1),
-		clock:  cfg.clock,
-		base:   cfg.clock.Now(),
-		shards: make([]memShard, n),
-	}
+	s.seed = maphash.MakeSeed()
+	s.mask = uint64(n - 1)
+	s.clock = cfg.clock
+	s.base = cfg.clock.Now()
+	s.shards = make([]memShard, n)
 	limit := (cfg.maxEntries + n - 1) / n
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -143,8 +149,9 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		sh.lru.next, sh.lru.prev = &sh.lru, &sh.lru
 		sh.limit = limit
 	}
-	return s
 }
+
+func (s *MemoryStore) initZero() { s.init(nil) }
 
 var _ Store = (*MemoryStore)(nil)
 
@@ -152,6 +159,7 @@ var _ Store = (*MemoryStore)(nil)
 // from the monotonic clock alone (time.Since), which costs half of
 // time.Now, and keeps leases immune to steps of the wall clock.
 func (s *MemoryStore) now() time.Time {
+	s.once.Do(s.initZero)
 	return s.base.Add(s.clock.Since(s.base))
 }
 
@@ -359,6 +367,7 @@ type MemoryStats struct {
 
 // Stats returns a snapshot of the store's counters.
 func (s *MemoryStore) Stats() MemoryStats {
+	s.once.Do(s.initZero)
 	st := MemoryStats{Evicted: s.evicted.Load(), Expired: s.expired.Load()}
 	for i := range s.shards {
 		sh := &s.shards[i]

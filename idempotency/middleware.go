@@ -31,9 +31,9 @@ const (
 	MaxKeyLen = 255
 )
 
-// DefaultReplayHeaders are the response headers recorded and replayed
-// unless [WithReplayHeaders] says otherwise.
-var DefaultReplayHeaders = []string{"Content-Type", "Location"}
+// defaultReplayHeaders are the response headers recorded and replayed
+// unless WithReplayHeaders says otherwise.
+var defaultReplayHeaders = []string{"Content-Type", "Location"}
 
 // MiddlewareOption configures [Middleware].
 type MiddlewareOption func(*mwConfig)
@@ -101,7 +101,8 @@ func WithMaxResponse(n int) MiddlewareOption {
 }
 
 // WithReplayHeaders sets the response headers recorded and replayed
-// (default [DefaultReplayHeaders]). Calling it with no names records none.
+// (default Content-Type and Location). Calling it with no names records
+// none. Status and body are always recorded.
 func WithReplayHeaders(names ...string) MiddlewareOption {
 	return func(c *mwConfig) { c.replayHeaders = canonical(names) }
 }
@@ -159,13 +160,15 @@ var errUnrecorded = errors.New("idempotency: response not recorded")
 //     again. A panicking handler releases the key too.
 //   - Error responses are problem details (RFC 9457, application/problem+json).
 //     A store failure gets 503.
+//   - The handler's request context carries the claim's fencing token
+//     ([Token]) and is cancelled if the claim is lost.
 func Middleware(g *Guard, opts ...MiddlewareOption) func(http.Handler) http.Handler {
 	cfg := mwConfig{
 		header:        DefaultKeyHeader,
 		methods:       []string{http.MethodPost, http.MethodPatch},
 		maxBody:       DefaultMaxBody,
 		maxResponse:   DefaultMaxResponse,
-		replayHeaders: DefaultReplayHeaders,
+		replayHeaders: defaultReplayHeaders,
 	}
 	for _, o := range opts {
 		if o != nil {
