@@ -3,10 +3,12 @@ package idempotency
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func FuzzParseKey(f *testing.F) {
@@ -62,4 +64,37 @@ func FuzzDecodeResponse(f *testing.F) {
 			t.Fatalf("round trip: %d %v %q, %v; want %d %v %q", s2, h2, b2, err, status, header, body)
 		}
 	})
+}
+
+func TestReadBody(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		body     string
+		declared int64
+		limit    int64
+		want     string
+	}{
+		{"empty", "", 0, 4, ""},
+		{"at limit", "abcd", 4, 4, "abcd"},
+		{"over limit", "abcde", 5, 4, "abcde"},
+		{"far over limit", strings.Repeat("x", 100), -1, 4, "xxxxx"},
+		{"unknown length", "abc", -1, 4, "abc"},
+		{"declared too small", "abcdef", 2, 10, "abcdef"},
+		{"declared too large", "ab", 9, 10, "ab"},
+		{"large unknown", strings.Repeat("y", 3000), -1, 5000, strings.Repeat("y", 3000)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, r := range []io.Reader{strings.NewReader(tc.body), iotest.OneByteReader(strings.NewReader(tc.body)),
+				iotest.DataErrReader(strings.NewReader(tc.body))} {
+				got, err := readBody(r, tc.declared, tc.limit)
+				if err != nil || string(got) != tc.want {
+					t.Fatalf("readBody = %q, %v; want %q", got, err, tc.want)
+				}
+			}
+		})
+	}
+	boom := errors.New("boom")
+	if _, err := readBody(iotest.ErrReader(boom), -1, 10); !errors.Is(err, boom) {
+		t.Fatalf("read error = %v; want boom", err)
+	}
 }

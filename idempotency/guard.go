@@ -56,11 +56,12 @@ func WithTTL(d time.Duration) Option {
 // WithLease sets the lease of an in-progress claim (default
 // [DefaultLease]). If the process running fn dies, the key is locked for at
 // most this long; while fn runs the lease is renewed every d/3. A
-// non-positive d means the default.
+// non-positive d means the default; a d below a millisecond is raised to
+// one millisecond.
 func WithLease(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
-			c.lease = d
+			c.lease = max(d, time.Millisecond)
 		}
 	}
 }

@@ -228,7 +228,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
-		body, err = io.ReadAll(io.LimitReader(r.Body, m.cfg.maxBody+1))
+		body, err = readBody(r.Body, r.ContentLength, m.cfg.maxBody)
 		if err != nil {
 			writeProblem(w, http.StatusBadRequest, "The request body could not be read.")
 			return
@@ -286,6 +286,31 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("key", key), slog.Any("error", err))
 		writeProblem(w, http.StatusServiceUnavailable, "Idempotency records are unavailable; retry later.")
 	}
+}
+
+// readBody reads body up to limit+1 bytes (one more than allowed, to tell
+// an oversized body), sizing its buffer by the declared length if any.
+func readBody(body io.Reader, declared, limit int64) ([]byte, error) {
+	size := int64(512)
+	if declared >= 0 {
+		size = declared + 1 // room to see EOF without growing
+	}
+	buf := make([]byte, 0, min(size, limit+1))
+	for int64(len(buf)) <= limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		room := min(int64(cap(buf)), limit+1)
+		n, err := body.Read(buf[len(buf):room])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 func (m *middleware) replay(w http.ResponseWriter, r *http.Request, key string, v []byte) {
