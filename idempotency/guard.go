@@ -292,10 +292,11 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 // pollDelay returns the pause before poll n+1: min·2ⁿ capped at max, of
 // which a random half is dropped so that pollers do not move in step.
 func (g *Guard) pollDelay(n int) time.Duration {
-	d := g.cfg.pollMax
-	if n < 30 {
-		d = min(g.cfg.pollMin<<n, g.cfg.pollMax)
+	d := g.cfg.pollMin
+	for ; n > 0 && d < g.cfg.pollMax; n-- {
+		d *= 2
 	}
+	d = min(d, g.cfg.pollMax)
 	half := d / 2
 	return half + rand.N(half+1)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 func FuzzParseKey(f *testing.F) {
@@ -96,5 +97,26 @@ func TestReadBody(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := readBody(iotest.ErrReader(boom), -1, 10); !errors.Is(err, boom) {
 		t.Fatalf("read error = %v; want boom", err)
+	}
+}
+
+func TestPollDelayBounded(t *testing.T) {
+	for _, c := range []struct{ min, max time.Duration }{
+		{time.Millisecond, time.Second},
+		{time.Hour, 24 * time.Hour}, // doubling would overflow without the cap
+		{time.Second, time.Second},
+		{1, 1},
+	} {
+		g := New(nil, WithPollInterval(c.min, c.max))
+		for n := range 100 {
+			d := g.pollDelay(n)
+			want := min(c.max, c.min<<min(n, 20))
+			if n > 20 {
+				want = c.max
+			}
+			if d < want/2 || d > want {
+				t.Fatalf("min %v max %v: pollDelay(%d) = %v; want in [%v, %v]", c.min, c.max, n, d, want/2, want)
+			}
+		}
 	}
 }
