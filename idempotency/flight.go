@@ -41,8 +41,24 @@ type flightShard struct {
 	waiting atomic.Bool     // a grace period waits on drained
 	gp      chan struct{}   // one grace period at a time
 
+	stats [numStats]atomic.Uint64
+
 	_ [64]byte
 }
+
+// Counters of GuardStats, kept per shard so that counting does not
+// contend across keys.
+const (
+	statExecuted = iota
+	statReplayed
+	statReused
+	statInProgress
+	statWaited
+	statNotRecorded
+	numStats
+)
+
+func (sh *flightShard) count(stat int) { sh.stats[stat].Add(1) }
 
 // leader is a caller here that holds the claim with token on a key.
 type leader struct {

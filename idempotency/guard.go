@@ -240,10 +240,13 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 			}
 			return nil, fmt.Errorf("idempotency: claim %q: %w", key, err)
 		case claimed:
+			sh.count(statExecuted)
 			return g.lead(ctx, sh, l, key, fn)
 		case !bytes.Equal(rec.Fingerprint, fingerprint):
+			sh.count(statReused)
 			return nil, fmt.Errorf("idempotency: key %q: %w", key, ErrKeyReused)
 		case rec.State == StateCompleted:
+			sh.count(statReplayed)
 			return replay(rec.Result)
 		}
 
@@ -259,8 +262,10 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 		}
 		if done != nil {
 			if g.cfg.failFast {
+				sh.count(statInProgress)
 				return nil, fmt.Errorf("idempotency: key %q: %w", key, ErrInProgress)
 			}
+			sh.count(statWaited)
 			select {
 			case <-done:
 			case <-ctx.Done():
@@ -271,6 +276,7 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 
 		// Held by another process.
 		if g.cfg.wait <= 0 {
+			sh.count(statInProgress)
 			return nil, fmt.Errorf("idempotency: key %q: %w", key, ErrInProgress)
 		}
 		now := g.cfg.clock.Now()
@@ -279,13 +285,54 @@ func (g *Guard) Do(ctx context.Context, key string, fingerprint []byte, fn func(
 		}
 		left := waitUntil.Sub(now)
 		if left <= 0 {
+			sh.count(statInProgress)
 			return nil, fmt.Errorf("idempotency: key %q: waited %v: %w", key, g.cfg.wait, ErrInProgress)
+		}
+		if polls == 0 {
+			sh.count(statWaited)
 		}
 		d := min(g.pollDelay(polls), left)
 		polls++
 		if err := clock.Sleep(ctx, g.cfg.clock, d); err != nil {
 			return nil, err
 		}
+	}
+}
+
+// GuardStats counts what a [Guard]'s calls of Do did since it was made.
+type GuardStats struct {
+	// Executed counts calls that claimed their key and ran fn.
+	Executed uint64
+	// Replayed counts calls answered from a recorded result.
+	Replayed uint64
+	// Reused counts calls refused with ErrKeyReused.
+	Reused uint64
+	// InProgress counts calls that failed with ErrInProgress.
+	InProgress uint64
+	// Waited counts calls that waited for a holder, here or elsewhere
+	// (a call that waits twice counts twice).
+	Waited uint64
+	// NotRecorded counts outcomes of fn that could not be recorded
+	// because the claim was lost or the store failed.
+	NotRecorded uint64
+}
+
+// Stats returns the Guard's counters.
+func (g *Guard) Stats() GuardStats {
+	g.once.Do(g.initZero)
+	var c [numStats]uint64
+	for i := range g.flying {
+		for j := range c {
+			c[j] += g.flying[i].stats[j].Load()
+		}
+	}
+	return GuardStats{
+		Executed:    c[statExecuted],
+		Replayed:    c[statReplayed],
+		Reused:      c[statReused],
+		InProgress:  c[statInProgress],
+		Waited:      c[statWaited],
+		NotRecorded: c[statNotRecorded],
 	}
 }
 
@@ -342,6 +389,7 @@ func (g *Guard) lead(ctx context.Context, sh *flightShard, l *leader, key string
 			msg = "idempotency: recorded error with empty text"
 		}
 		if cerr := g.store.Complete(bg, key, token, Result{Err: msg}, g.cfg.ttl); cerr != nil {
+			sh.count(statNotRecorded)
 			return nil, errors.Join(err, fmt.Errorf("idempotency: error of %q not recorded: %w", key, cerr))
 		}
 		return nil, err
@@ -350,6 +398,7 @@ func (g *Guard) lead(ctx context.Context, sh *flightShard, l *leader, key string
 		v = []byte{}
 	}
 	if cerr := g.store.Complete(bg, key, token, Result{Value: v}, g.cfg.ttl); cerr != nil {
+		sh.count(statNotRecorded)
 		return v, fmt.Errorf("idempotency: result of %q not recorded: %w", key, cerr)
 	}
 	return v, nil

@@ -85,6 +85,9 @@ func TestDoRecordsAndReplays(t *testing.T) {
 	if n := runs.Load(); n != 1 {
 		t.Fatalf("fn ran %d times; want 1", n)
 	}
+	if st := g.Stats(); st != (idempotency.GuardStats{Executed: 1, Replayed: 3}) {
+		t.Fatalf("Stats = %+v; want 1 executed, 3 replayed", st)
+	}
 }
 
 func TestDoKeyReused(t *testing.T) {
@@ -101,6 +104,9 @@ func TestDoKeyReused(t *testing.T) {
 	after, _ := s.Get(bg, "k")
 	if runs.Load() != 1 || string(after.Result.Value) != "A" || after.Token != before.Token {
 		t.Fatalf("runs %d, record %+v; want fn run once and the record unchanged", runs.Load(), after)
+	}
+	if st := g.Stats(); st.Reused != 1 {
+		t.Fatalf("Stats = %+v; want 1 reused", st)
 	}
 }
 
@@ -163,6 +169,9 @@ func TestDoConcurrentCallsRunOnce(t *testing.T) {
 		if got := runs.Load(); got != 1 {
 			t.Fatalf("fn ran %d times; want 1", got)
 		}
+		if st := g.Stats(); st.Executed != 1 || st.Replayed != n-1 || st.Waited != n-1 {
+			t.Fatalf("Stats = %+v; want 1 executed, %d waited and replayed", st, n-1)
+		}
 	})
 }
 
@@ -198,6 +207,9 @@ func TestDoFailFast(t *testing.T) {
 		}
 		if got := inProgress.Load(); got != 99 {
 			t.Fatalf("%d callers got ErrInProgress; want 99", got)
+		}
+		if st := g.Stats(); st.InProgress != 99 || st.Executed != 1 {
+			t.Fatalf("Stats = %+v; want 99 in progress", st)
 		}
 	})
 }
@@ -454,6 +466,9 @@ func TestDoLeaseLostIsFenced(t *testing.T) {
 	}
 	if rec, _ := s.Get(bg, "k"); string(rec.Result.Value) != "new" {
 		t.Fatalf("record = %+v; the stale holder overwrote the newer claim", rec)
+	}
+	if st := g.Stats(); st.NotRecorded != 1 {
+		t.Fatalf("Stats = %+v; want 1 not recorded", st)
 	}
 }
 
