@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -686,4 +687,25 @@ func TestZeroValues(t *testing.T) {
 	if st := s.Stats(); st.Entries != 1 {
 		t.Fatalf("Stats = %+v", st)
 	}
+}
+
+// releaseFails is a store whose Release fails.
+type releaseFails struct{ *idempotency.MemoryStore }
+
+func (releaseFails) Release(context.Context, string, uint64) error { return errors.New("store down") }
+
+func TestDoLogsFailedRelease(t *testing.T) {
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, nil))
+	g := idempotency.New(releaseFails{idempotency.NewMemoryStore()}, idempotency.WithLogger(logger))
+	boom := errors.New("boom")
+	if _, err := g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+		t.Fatalf("Do = %v; want fn's error, not the release failure", err)
+	}
+	if out := buf.String(); !strings.Contains(out, "release failed") || !strings.Contains(out, "key=k") {
+		t.Fatalf("log = %q; want a warning naming the key", out)
+	}
+	// Silent by default.
+	g = idempotency.New(releaseFails{idempotency.NewMemoryStore()})
+	g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return nil, boom })
 }
