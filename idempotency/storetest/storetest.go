@@ -247,6 +247,9 @@ func testLeaseLapses(e *env) {
 	e.clk.Advance(time.Nanosecond)
 	e.wantNotFound("k")
 	e.wantLost("Renew after the lease lapsed", e.s.Renew(e.ctx, "k", old.Token, lease))
+	e.wantLost("Complete after the lease lapsed",
+		e.s.Complete(e.ctx, "k", old.Token, idempotency.Result{Value: []byte("late")}, ttl))
+	e.wantNotFound("k")
 	rec := e.mustClaim("k", fpA)
 	if rec.Token == old.Token {
 		e.t.Fatalf("claim after lapse reused token %d", old.Token)
