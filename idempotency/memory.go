@@ -77,6 +77,11 @@ func WithMemoryClock(c clock.Clock) MemoryOption {
 // if a shard holds nothing else, Claim fails with [ErrStoreFull] rather
 // than let a duplicate run.
 //
+// Time is measured from the store's creation on its clock's monotonic
+// reading, so steps of the wall clock neither shorten nor extend leases
+// and TTLs; the times in its records are that creation time plus elapsed
+// time.
+//
 // The zero value is a MemoryStore with default settings, as
 // NewMemoryStore() returns.
 type MemoryStore struct {
