@@ -124,3 +124,27 @@ func ExampleNewKey_retryingClient() {
 	// attempt 3: 201 paid replayed=true
 	// charges: 1
 }
+
+// A declined card is a final answer: record it, so a retry with the same
+// key gets the same refusal instead of charging again.
+func ExampleWithRecordErrors() {
+	errDeclined := errors.New("card declined")
+	g := idempotency.New(nil, idempotency.WithRecordErrors(func(err error) bool {
+		return errors.Is(err, errDeclined)
+	}))
+	attempts := 0
+	charge := func(ctx context.Context) ([]byte, error) {
+		attempts++
+		return nil, fmt.Errorf("charge 42.00 EUR: %w", errDeclined)
+	}
+	for range 2 {
+		_, err := g.Do(context.Background(), "payment-1", nil, charge)
+		var recorded *idempotency.RecordedError
+		fmt.Println(err, errors.As(err, &recorded))
+	}
+	fmt.Println("attempts:", attempts)
+	// Output:
+	// charge 42.00 EUR: card declined false
+	// charge 42.00 EUR: card declined true
+	// attempts: 1
+}
