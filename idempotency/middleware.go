@@ -33,7 +33,7 @@ const (
 
 // defaultReplayHeaders are the response headers recorded and replayed
 // unless WithReplayHeaders says otherwise.
-var defaultReplayHeaders = []string{"Content-Type", "Location"}
+var defaultReplayHeaders = []string{"Content-Type", "Content-Encoding", "Location"}
 
 // MiddlewareOption configures [Middleware].
 type MiddlewareOption func(*mwConfig)
@@ -101,8 +101,10 @@ func WithMaxResponse(n int) MiddlewareOption {
 }
 
 // WithReplayHeaders sets the response headers recorded and replayed
-// (default Content-Type and Location). Calling it with no names records
-// none. Status and body are always recorded.
+// (default Content-Type, Content-Encoding and Location). Calling it with no
+// names records none. Status and body are always recorded, as written by
+// the handler: if the handler compresses the body, keep Content-Encoding
+// in the list.
 func WithReplayHeaders(names ...string) MiddlewareOption {
 	return func(c *mwConfig) { c.replayHeaders = canonical(names) }
 }
