@@ -1,0 +1,366 @@
+package crdt
+
+import (
+	"iter"
+	"maps"
+	"slices"
+
+	"github.com/distkit/distkit/clock"
+)
+
+// ORMap is an observed-remove map from keys to nested CRDTs: a map of
+// counters ([CCounter]), registers ([MVRegister]), sets ([ORSet]), flags
+// ([EWFlag]) or maps ([ORMap]). The nested values keep only their dot
+// stores and share the map's single causal context; a key is present while
+// its value holds any dot.
+//
+// Semantics:
+//   - Update applies a nested operation to a key's value, creating the key
+//     if absent; concurrent updates of the same key merge as the nested type
+//     does.
+//   - Remove deletes the state of the key's value that the remover has
+//     observed, and nothing else. Removed state never comes back: a replica
+//     that later merges an old copy of the value finds its dots covered by
+//     the context and drops them.
+//   - Update concurrent with Remove: the update wins, and the key survives
+//     holding only what the remover had not observed (the concurrent
+//     update's writes). For ORSet, MVRegister and EWFlag that is exactly the
+//     concurrent writes. A CCounter keeps one running total per replica, so
+//     an increment concurrent with a remove carries that replica's earlier
+//     total with it; a remove that is not concurrent with increments resets
+//     the counter to zero.
+//   - Removal leaves no tombstone: the state is O(live keys + their dots +
+//     one context).
+//
+// Deltas merge in any order, duplicated or late. Merge costs O(keys of the
+// receiving map) even for a small delta, since every key is checked for
+// dots the delta removes; nested ORSets then use their dot index.
+//
+// The zero value is an empty map with replica id "": use it as a merge or
+// decoding target, and [NewORMap] for a replica that writes. Nested values
+// whose element types need a [Codec] are not supported by the encoding; keys
+// may use one ([ORMap.SetCodec]). An ORMap is not safe for concurrent use.
+type ORMap[K comparable, V Embeddable[V]] struct {
+	replica string
+	ctx     clock.CausalContext
+	m       map[K]V
+	codec   elemCodec[K]
+}
+
+// NewORMap returns an empty map for replica.
+func NewORMap[K comparable, V Embeddable[V]](replica string) *ORMap[K, V] {
+	return &ORMap[K, V]{replica: replica}
+}
+
+// Replica returns the id the map writes under.
+func (m *ORMap[K, V]) Replica() string { return m.replica }
+
+// SetCodec sets the codec used to encode and decode keys, needed only for
+// key types the package cannot encode by itself (see [Codec]).
+func (m *ORMap[K, V]) SetCodec(c Codec[K]) { m.codec.user = c }
+
+// Update applies f to the value of k and returns the map's delta. f receives
+// the value in place (a new empty value if k is absent), bound to the map's
+// replica id and context; it must call mutators of that value and return
+// their delta, merging the deltas if it calls several, or nil for no
+// change. The value must not be retained after f returns. If the value ends
+// up empty, k is absent afterwards.
+//
+//	m.Update("visits", func(c *crdt.CCounter) *crdt.CCounter { return c.Inc(1) })
+func (m *ORMap[K, V]) Update(k K, f func(V) V) *ORMap[K, V] {
+	d := &ORMap[K, V]{codec: m.codec}
+	var zero V
+	v, ok := m.m[k]
+	if !ok {
+		v = zero.embedNew()
+	}
+	v.embedBind(m.replica, m.ctx.Clone())
+	dv := f(v)
+	if !dv.embedIsNil() {
+		d.ctx = dv.embedCtx().Clone()
+		ds := dv.Clone()
+		ds.embedRelease()
+		if !ds.embedEmpty() {
+			d.m = map[K]V{k: ds}
+		}
+	}
+	v.embedRelease()
+	m.ctx.Merge(d.ctx)
+	switch {
+	case !v.embedEmpty():
+		if m.m == nil {
+			m.m = map[K]V{}
+		}
+		m.m[k] = v
+	case ok:
+		delete(m.m, k)
+	}
+	return d
+}
+
+// Remove deletes k and returns the delta: no entries, and a context holding
+// the dots of k's value that this replica had observed.
+func (m *ORMap[K, V]) Remove(k K) *ORMap[K, V] {
+	d := &ORMap[K, V]{codec: m.codec}
+	if v, ok := m.m[k]; ok {
+		for dot := range v.embedDots {
+			d.ctx.Add(dot)
+		}
+		delete(m.m, k)
+	}
+	return d
+}
+
+// Clear removes every key this replica has observed and returns the delta.
+func (m *ORMap[K, V]) Clear() *ORMap[K, V] {
+	d := &ORMap[K, V]{codec: m.codec}
+	for _, v := range m.m {
+		for dot := range v.embedDots {
+			d.ctx.Add(dot)
+		}
+	}
+	m.m = nil
+	return d
+}
+
+// Get returns a copy of k's value and whether k is present. Mutating the
+// copy does not change the map; use [ORMap.Update].
+func (m *ORMap[K, V]) Get(k K) (V, bool) {
+	v, ok := m.m[k]
+	if !ok {
+		return v, false
+	}
+	return v.Clone(), true
+}
+
+// Contains reports whether k is present.
+func (m *ORMap[K, V]) Contains(k K) bool { _, ok := m.m[k]; return ok }
+
+// Len returns the number of keys.
+func (m *ORMap[K, V]) Len() int { return len(m.m) }
+
+// Keys returns the keys in a new slice, sorted as described at
+// [GSet.Elements].
+func (m *ORMap[K, V]) Keys() []K {
+	ks := slices.Collect(maps.Keys(m.m))
+	sortElems(ks, m.codec)
+	return ks
+}
+
+// All returns an iterator over the keys and copies of their values, in the
+// order of [ORMap.Keys].
+func (m *ORMap[K, V]) All() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for _, k := range m.Keys() {
+			if v, ok := m.m[k]; ok && !yield(k, v.Clone()) {
+				return
+			}
+		}
+	}
+}
+
+// Context returns a copy of the map's causal context.
+func (m *ORMap[K, V]) Context() clock.CausalContext { return m.ctx.Clone() }
+
+// Merge merges o, a delta or a full state, into m. A nil o is a no-op.
+func (m *ORMap[K, V]) Merge(o *ORMap[K, V]) {
+	if o == nil || o == m {
+		return
+	}
+	m.join(o, &m.ctx, &o.ctx)
+	m.ctx.Merge(o.ctx)
+}
+
+// join joins o's entries into m's given both contexts.
+func (m *ORMap[K, V]) join(o *ORMap[K, V], c1, c2 *clock.CausalContext) {
+	var zero V
+	for k, ov := range o.m {
+		v, ok := m.m[k]
+		if !ok {
+			v = zero.embedNew()
+		}
+		v.embedJoin(ov, c1, c2)
+		switch {
+		case !v.embedEmpty():
+			if m.m == nil {
+				m.m = map[K]V{}
+			}
+			m.m[k] = v
+		case ok:
+			delete(m.m, k)
+		}
+	}
+	if c2.IsZero() {
+		return
+	}
+	for k, v := range m.m {
+		if _, ok := o.m[k]; ok {
+			continue
+		}
+		v.embedDrop(c2)
+		if v.embedEmpty() {
+			delete(m.m, k)
+		}
+	}
+}
+
+// Clone returns an independent copy of m.
+func (m *ORMap[K, V]) Clone() *ORMap[K, V] {
+	c := &ORMap[K, V]{replica: m.replica, ctx: m.ctx.Clone(), codec: m.codec}
+	if len(m.m) > 0 {
+		c.m = make(map[K]V, len(m.m))
+		for k, v := range m.m {
+			c.m[k] = v.Clone()
+		}
+	}
+	return c
+}
+
+// Equal reports whether m and o hold the same state.
+func (m *ORMap[K, V]) Equal(o *ORMap[K, V]) bool { return m.ctx.Equal(o.ctx) && m.storeEqual(o) }
+
+func (m *ORMap[K, V]) storeEqual(o *ORMap[K, V]) bool {
+	return maps.EqualFunc(m.m, o.m, func(a, b V) bool { return a.embedStoreEqual(b) })
+}
+
+// AppendBinary appends the deterministic encoding of m: format version, type
+// tag, causal context, then each key (in ascending order of encoded bytes)
+// with its value's dot store.
+func (m *ORMap[K, V]) AppendBinary(b []byte) ([]byte, error) {
+	b = appendHeader(b, tagORMap)
+	b = appendContext(b, &m.ctx)
+	return m.appendStore(b)
+}
+
+func (m *ORMap[K, V]) appendStore(b []byte) ([]byte, error) {
+	type entry struct {
+		k []byte
+		v V
+	}
+	entries := make([]entry, 0, len(m.m))
+	if len(m.m) > 0 {
+		codec, err := m.codec.get()
+		if err != nil {
+			return b, err
+		}
+		for k, v := range m.m {
+			p, err := codec.Append(nil, k)
+			if err != nil {
+				return b, err
+			}
+			entries = append(entries, entry{p, v})
+		}
+		slices.SortFunc(entries, func(a, b entry) int { return compareBytes(a.k, b.k) })
+	}
+	b = appendUvarintCount(b, len(entries))
+	for _, e := range entries {
+		b = appendBytes(b, e.k)
+		p, err := e.v.embedAppend(nil)
+		if err != nil {
+			return b, err
+		}
+		b = appendBytes(b, p)
+	}
+	return b, nil
+}
+
+// decodeStore reads what appendStore wrote into m.m, not finishing d.
+func (m *ORMap[K, V]) decodeStore(d *decoder, ctx *clock.CausalContext) map[K]V {
+	n := d.count(2)
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	codec, err := m.codec.get()
+	if err != nil {
+		d.err = err
+		return nil
+	}
+	out := make(map[K]V, n)
+	seen := map[clock.Dot]struct{}{}
+	var prev []byte
+	var zero V
+	for i := 0; i < n && d.err == nil; i++ {
+		p := d.elem(prev, i == 0)
+		prev = p
+		k := decodeElem(d, codec, p)
+		vb := d.bytes()
+		if d.err != nil {
+			break
+		}
+		v := zero.embedNew()
+		sub := &decoder{what: d.what + " value", b: vb}
+		if err := v.embedDecode(sub, ctx); err != nil {
+			d.err = err
+			break
+		}
+		if v.embedEmpty() {
+			d.fail("key with an empty value")
+			break
+		}
+		for dot := range v.embedDots {
+			if _, dup := seen[dot]; dup {
+				d.fail("dot %v held by two keys", dot)
+				break
+			}
+			seen[dot] = struct{}{}
+		}
+		if _, dup := out[k]; dup && d.err == nil {
+			d.fail("key decoded twice")
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// MarshalBinary returns the encoding described at [ORMap.AppendBinary].
+func (m *ORMap[K, V]) MarshalBinary() ([]byte, error) { return m.AppendBinary(nil) }
+
+// UnmarshalBinary replaces m's state with the decoded one, keeping m's
+// replica id and key codec. On error, which wraps [ErrMalformed] or
+// [ErrNoCodec], m is unchanged.
+func (m *ORMap[K, V]) UnmarshalBinary(data []byte) error {
+	d := newDecoder(data, tagORMap)
+	ctx := d.context()
+	store := m.decodeStore(d, &ctx)
+	if err := d.finish(); err != nil {
+		return err
+	}
+	m.ctx, m.m = ctx, store
+	return nil
+}
+
+// ORMap nests in ORMap.
+
+func (m *ORMap[K, V]) embedNew() *ORMap[K, V] { return &ORMap[K, V]{} }
+func (m *ORMap[K, V]) embedIsNil() bool       { return m == nil }
+func (m *ORMap[K, V]) embedBind(replica string, ctx clock.CausalContext) {
+	m.replica, m.ctx = replica, ctx
+}
+func (m *ORMap[K, V]) embedRelease()                  { m.replica, m.ctx = "", clock.CausalContext{} }
+func (m *ORMap[K, V]) embedCtx() *clock.CausalContext { return &m.ctx }
+func (m *ORMap[K, V]) embedJoin(o *ORMap[K, V], c1, c2 *clock.CausalContext) {
+	m.join(o, c1, c2)
+}
+func (m *ORMap[K, V]) embedDrop(c *clock.CausalContext) {
+	m.join(&ORMap[K, V]{}, nil, c)
+}
+func (m *ORMap[K, V]) embedEmpty() bool { return len(m.m) == 0 }
+func (m *ORMap[K, V]) embedDots(yield func(clock.Dot) bool) {
+	for _, v := range m.m {
+		for d := range v.embedDots {
+			if !yield(d) {
+				return
+			}
+		}
+	}
+}
+func (m *ORMap[K, V]) embedStoreEqual(o *ORMap[K, V]) bool  { return m.storeEqual(o) }
+func (m *ORMap[K, V]) embedAppend(b []byte) ([]byte, error) { return m.appendStore(b) }
+func (m *ORMap[K, V]) embedDecode(d *decoder, ctx *clock.CausalContext) error {
+	store := m.decodeStore(d, ctx)
+	if err := d.finish(); err != nil {
+		return err
+	}
+	m.m = store
+	return nil
+}
