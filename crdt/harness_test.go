@@ -20,8 +20,8 @@ type crdtLike[T any] interface {
 // subject describes one CRDT type to the generic property tests.
 type subject[T crdtLike[T]] struct {
 	name  string
-	new   func(replica string) T // a writing replica
-	empty func() T               // a fresh merge/decoding target
+	new   func(replica string) T  // a writing replica
+	empty func() T                // a fresh merge/decoding target
 	op    func(t *rapid.T, x T) T // a random mutation; returns its delta
 }
 
