@@ -64,6 +64,10 @@ func (x *dotIndex[E]) join(o *dotIndex[E], c1, c2 *clock.CausalContext) {
 	x.dropCovered(c2, func(e E) bool { _, ok := o.elems[e]; return ok })
 }
 
+// smallStore is the size up to which dropCovered simply tests every live
+// dot against the context.
+const smallStore = 8
+
 // dropCovered removes from x every dot that c covers, except the dots of
 // elements for which keep returns true. It visits, per replica, either the
 // dots c's vector covers or x's dots of that replica, whichever is fewer.
@@ -72,6 +76,15 @@ func (x *dotIndex[E]) dropCovered(c *clock.CausalContext, keep func(E) bool) {
 		return
 	}
 	var drop []clock.Dot
+	if len(x.elems) <= smallStore {
+		for d := range x.allDots {
+			if c.Contains(d) {
+				drop = append(drop, d)
+			}
+		}
+		x.dropDots(drop, keep)
+		return
+	}
 	for r, n := range c.Vector().All() {
 		m := x.byDot[r]
 		switch {
@@ -95,6 +108,11 @@ func (x *dotIndex[E]) dropCovered(c *clock.CausalContext, keep func(E) bool) {
 			drop = append(drop, d)
 		}
 	}
+	x.dropDots(drop, keep)
+}
+
+// dropDots removes the given dots, except those of elements keep selects.
+func (x *dotIndex[E]) dropDots(drop []clock.Dot, keep func(E) bool) {
 	for _, d := range drop {
 		e, ok := x.byDot[d.Replica][d.Counter]
 		if !ok || (keep != nil && keep(e)) {

@@ -203,3 +203,27 @@ func TestConvergence(t *testing.T) {
 	t.Run("ORMapOfCCounter", convergence(ormapCounterSubject))
 	t.Run("ORMapNested", convergence(ormapNestedSubject))
 }
+
+// orsetWideSubject draws from enough elements that sets outgrow smallStore,
+// exercising the indexed removal path of merges.
+var orsetWideSubject = subject[*ORSet[int]]{
+	name:  "ORSet[int] wide",
+	new:   NewORSet[int],
+	empty: func() *ORSet[int] { return &ORSet[int]{} },
+	op: func(t *rapid.T, s *ORSet[int]) *ORSet[int] {
+		e := rapid.IntRange(0, 3*smallStore).Draw(t, "elem")
+		switch rapid.IntRange(0, 19).Draw(t, "orset op") {
+		case 0:
+			return s.Clear()
+		case 1, 2, 3, 4, 5:
+			return s.Remove(e)
+		default:
+			return s.Add(e)
+		}
+	},
+}
+
+func TestORSetWide(t *testing.T) {
+	t.Run("laws", func(t *testing.T) { checkLaws(t, orsetWideSubject) })
+	t.Run("convergence", convergence(orsetWideSubject))
+}
