@@ -105,12 +105,12 @@ func (c *CCounter) Equal(o *CCounter) bool {
 // tag, causal context, a replica table, then each entry's dot and total.
 func (c *CCounter) AppendBinary(b []byte) ([]byte, error) {
 	b = appendHeader(b, tagCCounter)
-	b = appendContext(b, &c.ctx)
-	return c.appendStore(b)
+	b, t := appendContext(b, &c.ctx)
+	return c.appendStore(b, t)
 }
 
-func (c *CCounter) appendStore(b []byte) ([]byte, error) {
-	return c.vals.appendBinary(b, appendInt64)
+func (c *CCounter) appendStore(b []byte, t dotTable) ([]byte, error) {
+	return c.vals.appendBinary(b, t, appendInt64)
 }
 
 func (c *CCounter) decodeStore(d *decoder, ctx *clock.CausalContext) (dotFun[int64], error) {
@@ -205,12 +205,12 @@ func (f *EWFlag) Equal(o *EWFlag) bool {
 // tag, causal context, a replica table, then the enables' dots.
 func (f *EWFlag) AppendBinary(b []byte) ([]byte, error) {
 	b = appendHeader(b, tagEWFlag)
-	b = appendContext(b, &f.ctx)
-	return f.appendStore(b)
+	b, t := appendContext(b, &f.ctx)
+	return f.appendStore(b, t)
 }
 
-func (f *EWFlag) appendStore(b []byte) ([]byte, error) {
-	return f.dots.appendBinary(b, func(b []byte, _ struct{}) ([]byte, error) { return b, nil })
+func (f *EWFlag) appendStore(b []byte, t dotTable) ([]byte, error) {
+	return f.dots.appendBinary(b, t, func(b []byte, _ struct{}) ([]byte, error) { return b, nil })
 }
 
 func (f *EWFlag) decodeStore(d *decoder, ctx *clock.CausalContext) (dotFun[struct{}], error) {

@@ -81,11 +81,9 @@ func (s dotFun[V]) equal(o dotFun[V], eq func(a, b V) bool) bool {
 	return slices.EqualFunc(s, o, func(a, b dotVal[V]) bool { return a.dot == b.dot && eq(a.v, b.v) })
 }
 
-// appendBinary appends a replica table, the entry count, then each entry's
-// dot and value (through appendV) in dot order.
-func (s dotFun[V]) appendBinary(b []byte, appendV func([]byte, V) ([]byte, error)) ([]byte, error) {
-	t := newDotTable(s.dots)
-	b = t.append(b)
+// appendBinary appends the entry count, then each entry's dot (through the
+// context's replica table) and value (through appendV) in dot order.
+func (s dotFun[V]) appendBinary(b []byte, t dotTable, appendV func([]byte, V) ([]byte, error)) ([]byte, error) {
 	b = appendUvarintCount(b, len(s))
 	var err error
 	for _, e := range s {
@@ -100,7 +98,6 @@ func (s dotFun[V]) appendBinary(b []byte, appendV func([]byte, V) ([]byte, error
 // decodeDotFun reads what appendBinary wrote (not finishing d). Every dot
 // must be in ctx; minV is the smallest encoded size of a value.
 func decodeDotFun[V any](d *decoder, ctx *clock.CausalContext, minV int, readV func(*decoder) V) dotFun[V] {
-	d.table()
 	n := d.count(2 + minV)
 	if d.err != nil || n == 0 {
 		return nil

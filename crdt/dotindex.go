@@ -10,13 +10,36 @@ import (
 // dotIndex is the dot store of an ORSet (a map from element to its live
 // dots) together with a reverse index from dot to element. The index lets a
 // delta that covers a few dots remove them in time proportional to the
-// delta rather than to the set.
+// delta rather than to the set. It is built the first time a store larger
+// than smallStore receives a merge, and maintained from then on; deltas and
+// small sets never pay for it.
 type dotIndex[E comparable] struct {
 	elems map[E][]clock.Dot       // dots sorted by compareDots, never empty
-	byDot map[string]map[uint64]E // replica -> counter -> element
+	byDot map[string]map[uint64]E // replica -> counter -> element; nil until built
+}
+
+func (x *dotIndex[E]) index(ds []clock.Dot, e E) {
+	for _, d := range ds {
+		m := x.byDot[d.Replica]
+		if m == nil {
+			m = map[uint64]E{}
+			x.byDot[d.Replica] = m
+		}
+		m[d.Counter] = e
+	}
+}
+
+func (x *dotIndex[E]) buildIndex() {
+	x.byDot = map[string]map[uint64]E{}
+	for e, ds := range x.elems {
+		x.index(ds, e)
+	}
 }
 
 func (x *dotIndex[E]) unindex(ds []clock.Dot) {
+	if x.byDot == nil {
+		return
+	}
 	for _, d := range ds {
 		m := x.byDot[d.Replica]
 		delete(m, d.Counter)
@@ -38,16 +61,10 @@ func (x *dotIndex[E]) set(e E, ds []clock.Dot) {
 	}
 	if x.elems == nil {
 		x.elems = map[E][]clock.Dot{}
-		x.byDot = map[string]map[uint64]E{}
 	}
 	x.elems[e] = ds
-	for _, d := range ds {
-		m := x.byDot[d.Replica]
-		if m == nil {
-			m = map[uint64]E{}
-			x.byDot[d.Replica] = m
-		}
-		m[d.Counter] = e
+	if x.byDot != nil {
+		x.index(ds, e)
 	}
 }
 
@@ -75,64 +92,67 @@ func (x *dotIndex[E]) dropCovered(c *clock.CausalContext, keep func(E) bool) {
 	if len(x.elems) == 0 {
 		return
 	}
-	var drop []clock.Dot
+	type hit struct {
+		e E
+		d clock.Dot
+	}
+	var drop []hit
 	if len(x.elems) <= smallStore {
-		for d := range x.allDots {
-			if c.Contains(d) {
-				drop = append(drop, d)
-			}
-		}
-		x.dropDots(drop, keep)
-		return
-	}
-	for r, n := range c.Vector().All() {
-		m := x.byDot[r]
-		switch {
-		case len(m) == 0:
-		case uint64(len(m)) <= n:
-			for k := range m {
-				if k <= n {
-					drop = append(drop, clock.Dot{Replica: r, Counter: k})
-				}
-			}
-		default:
-			for k := uint64(1); k <= n; k++ {
-				if _, ok := m[k]; ok {
-					drop = append(drop, clock.Dot{Replica: r, Counter: k})
+		for e, ds := range x.elems {
+			for _, d := range ds {
+				if c.Contains(d) && (keep == nil || !keep(e)) {
+					drop = append(drop, hit{e, d})
 				}
 			}
 		}
-	}
-	for d := range c.Cloud() {
-		if _, ok := x.byDot[d.Replica][d.Counter]; ok {
-			drop = append(drop, d)
+	} else {
+		if x.byDot == nil {
+			x.buildIndex()
+		}
+		for r, n := range c.Vector().All() {
+			m := x.byDot[r]
+			switch {
+			case len(m) == 0:
+			case uint64(len(m)) <= n:
+				for k, e := range m {
+					if k <= n && (keep == nil || !keep(e)) {
+						drop = append(drop, hit{e, clock.Dot{Replica: r, Counter: k}})
+					}
+				}
+			default:
+				for k := uint64(1); k <= n; k++ {
+					if e, ok := m[k]; ok && (keep == nil || !keep(e)) {
+						drop = append(drop, hit{e, clock.Dot{Replica: r, Counter: k}})
+					}
+				}
+			}
+		}
+		for d := range c.Cloud() {
+			if e, ok := x.byDot[d.Replica][d.Counter]; ok && (keep == nil || !keep(e)) {
+				drop = append(drop, hit{e, d})
+			}
 		}
 	}
-	x.dropDots(drop, keep)
-}
-
-// dropDots removes the given dots, except those of elements keep selects.
-func (x *dotIndex[E]) dropDots(drop []clock.Dot, keep func(E) bool) {
-	for _, d := range drop {
-		e, ok := x.byDot[d.Replica][d.Counter]
-		if !ok || (keep != nil && keep(e)) {
-			continue
-		}
-		old := x.elems[e]
-		nd := make([]clock.Dot, 0, len(old)-1)
+	for _, h := range drop {
+		old := x.elems[h.e]
+		nd := make([]clock.Dot, 0, len(old))
 		for _, od := range old {
-			if od != d {
+			if od != h.d {
 				nd = append(nd, od)
 			}
 		}
-		x.set(e, nd)
+		x.set(h.e, nd)
 	}
 }
 
 // joinDots returns, in a new slice, the dots of one element after a join:
 // those both sides hold, plus those one side holds and the other's context
 // has not seen.
+// When both sides hold the same dots, s itself is returned.
 func joinDots(s, o []clock.Dot, c1, c2 *clock.CausalContext) []clock.Dot {
+	if slices.Equal(s, o) {
+		return s
+	}
 	out := make([]clock.Dot, 0, max(len(s), len(o)))
 	i, j := 0, 0
 	for i < len(s) || j < len(o) {
@@ -174,10 +194,6 @@ func (x *dotIndex[E]) clone() dotIndex[E] {
 	for e, ds := range x.elems {
 		c.elems[e] = slices.Clone(ds)
 	}
-	c.byDot = make(map[string]map[uint64]E, len(x.byDot))
-	for r, m := range x.byDot {
-		c.byDot[r] = maps.Clone(m)
-	}
 	return c
 }
 
@@ -195,9 +211,9 @@ func (x *dotIndex[E]) allDots(yield func(clock.Dot) bool) {
 	}
 }
 
-// appendBinary appends a replica table, the element count, then each
-// element in ascending order of encoded bytes with its dots.
-func (x *dotIndex[E]) appendBinary(b []byte, c elemCodec[E]) ([]byte, error) {
+// appendBinary appends the element count, then each element in ascending
+// order of encoded bytes with its dots (through the context's replica table).
+func (x *dotIndex[E]) appendBinary(b []byte, t dotTable, c elemCodec[E]) ([]byte, error) {
 	type entry struct {
 		k  []byte
 		ds []clock.Dot
@@ -217,8 +233,6 @@ func (x *dotIndex[E]) appendBinary(b []byte, c elemCodec[E]) ([]byte, error) {
 		}
 		slices.SortFunc(entries, func(a, b entry) int { return compareBytes(a.k, b.k) })
 	}
-	t := newDotTable(x.allDots)
-	b = t.append(b)
 	b = appendUvarintCount(b, len(entries))
 	for _, en := range entries {
 		b = appendBytes(b, en.k)
@@ -233,7 +247,6 @@ func (x *dotIndex[E]) appendBinary(b []byte, c elemCodec[E]) ([]byte, error) {
 // decode reads what appendBinary wrote and finishes d. Every dot must be in
 // ctx and belong to one element only.
 func (x *dotIndex[E]) decode(d *decoder, c elemCodec[E], ctx *clock.CausalContext) error {
-	d.table()
 	n := d.count(4)
 	var codec Codec[E]
 	if n > 0 && d.err == nil {
@@ -243,6 +256,7 @@ func (x *dotIndex[E]) decode(d *decoder, c elemCodec[E], ctx *clock.CausalContex
 		}
 	}
 	var prev []byte
+	seen := map[clock.Dot]struct{}{}
 	for k := 0; k < n && d.err == nil; k++ {
 		p := d.elem(prev, k == 0)
 		prev = p
@@ -261,9 +275,10 @@ func (x *dotIndex[E]) decode(d *decoder, c elemCodec[E], ctx *clock.CausalContex
 			case !ctx.Contains(dot):
 				d.fail("dot %v not in the causal context", dot)
 			default:
-				if _, dup := x.byDot[dot.Replica][dot.Counter]; dup {
+				if _, dup := seen[dot]; dup {
 					d.fail("dot %v held by two elements", dot)
 				}
+				seen[dot] = struct{}{}
 				ds = append(ds, dot)
 			}
 		}

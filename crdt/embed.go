@@ -27,7 +27,7 @@ type Embeddable[V any] interface {
 	embedEmpty() bool
 	embedDots(yield func(clock.Dot) bool)
 	embedStoreEqual(o V) bool
-	embedAppend(b []byte) ([]byte, error)
+	embedAppend(b []byte, t dotTable) ([]byte, error)
 	embedDecode(d *decoder, ctx *clock.CausalContext) error
 }
 
@@ -47,7 +47,9 @@ func (s *ORSet[E]) embedDrop(c *clock.CausalContext)     { s.dots.dropCovered(c,
 func (s *ORSet[E]) embedEmpty() bool                     { return len(s.dots.elems) == 0 }
 func (s *ORSet[E]) embedDots(yield func(clock.Dot) bool) { s.dots.allDots(yield) }
 func (s *ORSet[E]) embedStoreEqual(o *ORSet[E]) bool     { return s.dots.equal(&o.dots) }
-func (s *ORSet[E]) embedAppend(b []byte) ([]byte, error) { return s.dots.appendBinary(b, s.codec) }
+func (s *ORSet[E]) embedAppend(b []byte, t dotTable) ([]byte, error) {
+	return s.dots.appendBinary(b, t, s.codec)
+}
 func (s *ORSet[E]) embedDecode(d *decoder, ctx *clock.CausalContext) error {
 	return s.dots.decode(d, s.codec, ctx)
 }
@@ -70,7 +72,9 @@ func (r *MVRegister[V]) embedDots(yield func(clock.Dot) bool) { r.vals.dots(yiel
 func (r *MVRegister[V]) embedStoreEqual(o *MVRegister[V]) bool {
 	return r.vals.equal(o.vals, func(a, b V) bool { return a == b })
 }
-func (r *MVRegister[V]) embedAppend(b []byte) ([]byte, error) { return r.appendStore(b) }
+func (r *MVRegister[V]) embedAppend(b []byte, t dotTable) ([]byte, error) {
+	return r.appendStore(b, t)
+}
 func (r *MVRegister[V]) embedDecode(d *decoder, ctx *clock.CausalContext) error {
 	vals, _ := r.decodeStore(d, ctx)
 	if err := d.finish(); err != nil {
@@ -98,7 +102,7 @@ func (c *CCounter) embedDots(yield func(clock.Dot) bool) { c.vals.dots(yield) }
 func (c *CCounter) embedStoreEqual(o *CCounter) bool {
 	return c.vals.equal(o.vals, func(a, b int64) bool { return a == b })
 }
-func (c *CCounter) embedAppend(b []byte) ([]byte, error) { return c.appendStore(b) }
+func (c *CCounter) embedAppend(b []byte, t dotTable) ([]byte, error) { return c.appendStore(b, t) }
 func (c *CCounter) embedDecode(d *decoder, ctx *clock.CausalContext) error {
 	vals, _ := c.decodeStore(d, ctx)
 	if err := d.finish(); err != nil {
@@ -126,7 +130,7 @@ func (f *EWFlag) embedDots(yield func(clock.Dot) bool) { f.dots.dots(yield) }
 func (f *EWFlag) embedStoreEqual(o *EWFlag) bool {
 	return f.dots.equal(o.dots, func(a, b struct{}) bool { return true })
 }
-func (f *EWFlag) embedAppend(b []byte) ([]byte, error) { return f.appendStore(b) }
+func (f *EWFlag) embedAppend(b []byte, t dotTable) ([]byte, error) { return f.appendStore(b, t) }
 func (f *EWFlag) embedDecode(d *decoder, ctx *clock.CausalContext) error {
 	dots, _ := f.decodeStore(d, ctx)
 	if err := d.finish(); err != nil {

@@ -39,28 +39,42 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendContext(b []byte, c *clock.CausalContext) []byte {
-	p, _ := c.AppendBinary(nil)
-	return appendBytes(b, p)
-}
-
-// dotTable numbers the replica ids of a set of dots so that each dot encodes
-// as a small index and a counter.
-type dotTable struct {
-	ids []string
-}
-
-func newDotTable(dots func(yield func(clock.Dot) bool)) dotTable {
-	seen := map[string]struct{}{}
-	for d := range dots {
-		seen[d.Replica] = struct{}{}
-	}
-	ids := make([]string, 0, len(seen))
-	for id := range seen {
+// appendContext appends a causal context and returns the replica table it
+// wrote: the sorted ids of every replica in c, then c's vector entries and
+// cloud dots as (table index, counter) pairs. The dot stores that follow
+// refer to the same table, so each replica id is written once.
+func appendContext(b []byte, c *clock.CausalContext) ([]byte, dotTable) {
+	vv := c.Vector()
+	ids := make([]string, 0, vv.Len())
+	for id := range vv.All() {
 		ids = append(ids, id)
 	}
-	slices.Sort(ids)
-	return dotTable{ids}
+	for d := range c.Cloud() {
+		if i, ok := slices.BinarySearch(ids, d.Replica); !ok {
+			ids = slices.Insert(ids, i, d.Replica)
+		}
+	}
+	t := dotTable{ids}
+	b = t.append(b)
+	b = appendUvarintCount(b, vv.Len())
+	for id, n := range vv.All() {
+		b = t.appendDot(b, clock.Dot{Replica: id, Counter: n})
+	}
+	var cloud []clock.Dot
+	for d := range c.Cloud() {
+		cloud = append(cloud, d)
+	}
+	b = appendUvarintCount(b, len(cloud))
+	for _, d := range cloud {
+		b = t.appendDot(b, d)
+	}
+	return b, t
+}
+
+// dotTable numbers replica ids so that each dot encodes as a small index
+// and a counter.
+type dotTable struct {
+	ids []string // sorted
 }
 
 func (t dotTable) append(b []byte) []byte {
@@ -173,13 +187,67 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) string() string { return string(d.bytes()) }
 
+// context reads what appendContext wrote, keeping the replica table for the
+// dots that follow. Only canonical input is accepted: the table lists
+// exactly the context's replicas, and the context itself is canonical.
 func (d *decoder) context() clock.CausalContext {
 	var c clock.CausalContext
-	p := d.bytes()
-	if d.err == nil {
-		d.wrap(c.UnmarshalBinary(p))
+	d.table()
+	// Re-express the context in clock's own encoding and let it check the
+	// rest (cloud dots beyond the vector, no dot the vector could absorb).
+	raw := []byte{1}
+	nv := d.count(2)
+	raw = binary.AppendUvarint(raw, uint64(nv))
+	prev := -1
+	for k := 0; k < nv && d.err == nil; k++ {
+		i := d.index()
+		n := d.uvarint()
+		switch {
+		case d.err != nil:
+		case i <= prev:
+			d.fail("context vector out of order")
+		case n == 0:
+			d.fail("zero counter in context vector")
+		default:
+			prev = i
+			raw = appendString(raw, d.ids[i])
+			raw = binary.AppendUvarint(raw, n)
+		}
+	}
+	nc := d.count(2)
+	raw = binary.AppendUvarint(raw, uint64(nc))
+	for k := 0; k < nc && d.err == nil; k++ {
+		i := d.index()
+		n := d.uvarint()
+		if d.err == nil {
+			raw = appendString(raw, d.ids[i])
+			raw = binary.AppendUvarint(raw, n)
+		}
+	}
+	if d.err != nil {
+		return c
+	}
+	d.wrap(c.UnmarshalBinary(raw))
+	for i, u := range d.used {
+		if !u {
+			d.fail("replica table entry %q not in the context", d.ids[i])
+			break
+		}
 	}
 	return c
+}
+
+// index reads a replica table index.
+func (d *decoder) index() int {
+	i := d.uvarint()
+	if d.err == nil && i >= uint64(len(d.ids)) {
+		d.fail("replica index %d out of range", i)
+	}
+	if d.err != nil {
+		return 0
+	}
+	d.used[i] = true
+	return int(i)
 }
 
 // table reads a replica table: sorted, distinct ids.
@@ -201,34 +269,22 @@ func (d *decoder) table() {
 
 // dot reads a dot that refers to the replica table.
 func (d *decoder) dot() clock.Dot {
-	i := d.uvarint()
+	i := d.index()
 	c := d.uvarint()
 	if d.err != nil {
-		return clock.Dot{}
-	}
-	if i >= uint64(len(d.ids)) {
-		d.fail("replica index %d out of range", i)
 		return clock.Dot{}
 	}
 	if c == 0 {
 		d.fail("dot with counter 0")
 		return clock.Dot{}
 	}
-	d.used[i] = true
 	return clock.Dot{Replica: d.ids[i], Counter: c}
 }
 
-// finish returns the first error, or an error if input remains or a replica
-// table entry was never referenced.
+// finish returns the first error, or an error if input remains.
 func (d *decoder) finish() error {
 	if d.err == nil && len(d.b) > 0 {
 		d.fail("%d trailing bytes", len(d.b))
-	}
-	for i, u := range d.used {
-		if !u {
-			d.fail("replica table entry %q unused", d.ids[i])
-			break
-		}
 	}
 	return d.err
 }

@@ -101,11 +101,11 @@ func (r *MVRegister[V]) Equal(o *MVRegister[V]) bool {
 // dot order.
 func (r *MVRegister[V]) AppendBinary(b []byte) ([]byte, error) {
 	b = appendHeader(b, tagMVRegister)
-	b = appendContext(b, &r.ctx)
-	return r.appendStore(b)
+	b, t := appendContext(b, &r.ctx)
+	return r.appendStore(b, t)
 }
 
-func (r *MVRegister[V]) appendStore(b []byte) ([]byte, error) {
+func (r *MVRegister[V]) appendStore(b []byte, t dotTable) ([]byte, error) {
 	var codec Codec[V]
 	if len(r.vals) > 0 {
 		var err error
@@ -113,7 +113,7 @@ func (r *MVRegister[V]) appendStore(b []byte) ([]byte, error) {
 			return b, err
 		}
 	}
-	return r.vals.appendBinary(b, func(b []byte, v V) ([]byte, error) {
+	return r.vals.appendBinary(b, t, func(b []byte, v V) ([]byte, error) {
 		p, err := codec.Append(nil, v)
 		return appendBytes(b, p), err
 	})

@@ -228,11 +228,11 @@ func (m *ORMap[K, V]) storeEqual(o *ORMap[K, V]) bool {
 // with its value's dot store.
 func (m *ORMap[K, V]) AppendBinary(b []byte) ([]byte, error) {
 	b = appendHeader(b, tagORMap)
-	b = appendContext(b, &m.ctx)
-	return m.appendStore(b)
+	b, t := appendContext(b, &m.ctx)
+	return m.appendStore(b, t)
 }
 
-func (m *ORMap[K, V]) appendStore(b []byte) ([]byte, error) {
+func (m *ORMap[K, V]) appendStore(b []byte, t dotTable) ([]byte, error) {
 	type entry struct {
 		k []byte
 		v V
@@ -255,7 +255,7 @@ func (m *ORMap[K, V]) appendStore(b []byte) ([]byte, error) {
 	b = appendUvarintCount(b, len(entries))
 	for _, e := range entries {
 		b = appendBytes(b, e.k)
-		p, err := e.v.embedAppend(nil)
+		p, err := e.v.embedAppend(nil, t)
 		if err != nil {
 			return b, err
 		}
@@ -288,7 +288,7 @@ func (m *ORMap[K, V]) decodeStore(d *decoder, ctx *clock.CausalContext) map[K]V 
 			break
 		}
 		v := zero.embedNew()
-		sub := &decoder{what: d.what + " value", b: vb}
+		sub := &decoder{what: d.what + " value", b: vb, ids: d.ids, used: d.used}
 		if err := v.embedDecode(sub, ctx); err != nil {
 			d.err = err
 			break
@@ -354,8 +354,10 @@ func (m *ORMap[K, V]) embedDots(yield func(clock.Dot) bool) {
 		}
 	}
 }
-func (m *ORMap[K, V]) embedStoreEqual(o *ORMap[K, V]) bool  { return m.storeEqual(o) }
-func (m *ORMap[K, V]) embedAppend(b []byte) ([]byte, error) { return m.appendStore(b) }
+func (m *ORMap[K, V]) embedStoreEqual(o *ORMap[K, V]) bool { return m.storeEqual(o) }
+func (m *ORMap[K, V]) embedAppend(b []byte, t dotTable) ([]byte, error) {
+	return m.appendStore(b, t)
+}
 func (m *ORMap[K, V]) embedDecode(d *decoder, ctx *clock.CausalContext) error {
 	store := m.decodeStore(d, ctx)
 	if err := d.finish(); err != nil {

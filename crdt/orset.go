@@ -137,8 +137,8 @@ func (s *ORSet[E]) Equal(o *ORSet[E]) bool { return s.ctx.Equal(o.ctx) && s.dots
 // with its dots. The local replica id is not encoded.
 func (s *ORSet[E]) AppendBinary(b []byte) ([]byte, error) {
 	b = appendHeader(b, tagORSet)
-	b = appendContext(b, &s.ctx)
-	return s.dots.appendBinary(b, s.codec)
+	b, t := appendContext(b, &s.ctx)
+	return s.dots.appendBinary(b, t, s.codec)
 }
 
 // MarshalBinary returns the encoding described at [ORSet.AppendBinary].

@@ -231,7 +231,7 @@ func TestORSetDeltaSize(t *testing.T) {
 	full := len(mustEncode(t, s))
 	add := len(mustEncode(t, s.Add(10001)))
 	rm := len(mustEncode(t, s.Remove(5)))
-	if add > 40 || rm > 30 {
+	if add > 30 || rm > 24 {
 		t.Fatalf("delta sizes: add %d bytes, remove %d bytes; want them independent of the %d-byte state", add, rm, full)
 	}
 }
