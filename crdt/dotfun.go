@@ -62,6 +62,11 @@ func (s dotFun[V]) drop(c *clock.CausalContext) dotFun[V] {
 	return s.join(nil, nil, c)
 }
 
+func (s dotFun[V]) has(d clock.Dot) bool {
+	_, ok := slices.BinarySearchFunc(s, d, func(e dotVal[V], d clock.Dot) int { return compareDots(e.dot, d) })
+	return ok
+}
+
 func (s dotFun[V]) dots(yield func(clock.Dot) bool) {
 	for _, e := range s {
 		if !yield(e.dot) {

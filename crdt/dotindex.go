@@ -185,6 +185,23 @@ func joinDots(s, o []clock.Dot, c1, c2 *clock.CausalContext) []clock.Dot {
 	return out
 }
 
+// has reports whether d is a live dot.
+func (x *dotIndex[E]) has(d clock.Dot) bool {
+	if len(x.elems) <= smallStore {
+		for _, ds := range x.elems {
+			if slices.Contains(ds, d) {
+				return true
+			}
+		}
+		return false
+	}
+	if x.byDot == nil {
+		x.buildIndex()
+	}
+	_, ok := x.byDot[d.Replica][d.Counter]
+	return ok
+}
+
 func (x *dotIndex[E]) clone() dotIndex[E] {
 	var c dotIndex[E]
 	if len(x.elems) == 0 {

@@ -25,6 +25,7 @@ type Embeddable[V any] interface {
 	embedJoin(o V, c1, c2 *clock.CausalContext)
 	embedDrop(c *clock.CausalContext)
 	embedEmpty() bool
+	embedHas(d clock.Dot) bool
 	embedDots(yield func(clock.Dot) bool)
 	embedStoreEqual(o V) bool
 	embedAppend(b []byte, t dotTable) ([]byte, error)
@@ -45,6 +46,7 @@ func (s *ORSet[E]) embedJoin(o *ORSet[E], c1, c2 *clock.CausalContext) {
 }
 func (s *ORSet[E]) embedDrop(c *clock.CausalContext)     { s.dots.dropCovered(c, nil) }
 func (s *ORSet[E]) embedEmpty() bool                     { return len(s.dots.elems) == 0 }
+func (s *ORSet[E]) embedHas(d clock.Dot) bool            { return s.dots.has(d) }
 func (s *ORSet[E]) embedDots(yield func(clock.Dot) bool) { s.dots.allDots(yield) }
 func (s *ORSet[E]) embedStoreEqual(o *ORSet[E]) bool     { return s.dots.equal(&o.dots) }
 func (s *ORSet[E]) embedAppend(b []byte, t dotTable) ([]byte, error) {
@@ -68,6 +70,7 @@ func (r *MVRegister[V]) embedJoin(o *MVRegister[V], c1, c2 *clock.CausalContext)
 }
 func (r *MVRegister[V]) embedDrop(c *clock.CausalContext)     { r.vals = r.vals.drop(c) }
 func (r *MVRegister[V]) embedEmpty() bool                     { return len(r.vals) == 0 }
+func (r *MVRegister[V]) embedHas(d clock.Dot) bool            { return r.vals.has(d) }
 func (r *MVRegister[V]) embedDots(yield func(clock.Dot) bool) { r.vals.dots(yield) }
 func (r *MVRegister[V]) embedStoreEqual(o *MVRegister[V]) bool {
 	return r.vals.equal(o.vals, func(a, b V) bool { return a == b })
@@ -98,6 +101,7 @@ func (c *CCounter) embedJoin(o *CCounter, c1, c2 *clock.CausalContext) {
 }
 func (c *CCounter) embedDrop(cc *clock.CausalContext)    { c.vals = c.vals.drop(cc) }
 func (c *CCounter) embedEmpty() bool                     { return len(c.vals) == 0 }
+func (c *CCounter) embedHas(d clock.Dot) bool            { return c.vals.has(d) }
 func (c *CCounter) embedDots(yield func(clock.Dot) bool) { c.vals.dots(yield) }
 func (c *CCounter) embedStoreEqual(o *CCounter) bool {
 	return c.vals.equal(o.vals, func(a, b int64) bool { return a == b })
@@ -126,6 +130,7 @@ func (f *EWFlag) embedJoin(o *EWFlag, c1, c2 *clock.CausalContext) {
 }
 func (f *EWFlag) embedDrop(c *clock.CausalContext)     { f.dots = f.dots.drop(c) }
 func (f *EWFlag) embedEmpty() bool                     { return len(f.dots) == 0 }
+func (f *EWFlag) embedHas(d clock.Dot) bool            { return f.dots.has(d) }
 func (f *EWFlag) embedDots(yield func(clock.Dot) bool) { f.dots.dots(yield) }
 func (f *EWFlag) embedStoreEqual(o *EWFlag) bool {
 	return f.dots.equal(o.dots, func(a, b struct{}) bool { return true })

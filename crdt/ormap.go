@@ -45,6 +45,12 @@ type ORMap[K comparable, V Embeddable[V]] struct {
 	ctx     clock.CausalContext
 	m       map[K]V
 	codec   elemCodec[K]
+
+	// keyOf maps every live dot to its key, so that a small delta finds the
+	// keys whose dots it removes without scanning the map. Built on the
+	// first small merge into a map larger than smallStore, kept up to date
+	// by Update, Remove and small merges, dropped by other changes.
+	keyOf map[clock.Dot]K
 }
 
 // NewORMap returns an empty map for replica.
@@ -63,8 +69,9 @@ func (m *ORMap[K, V]) SetCodec(c Codec[K]) { m.codec.user = c }
 // the value in place (a new empty value if k is absent), bound to the map's
 // replica id and context; it must call mutators of that value and return
 // their delta, merging the deltas if it calls several, or nil for no
-// change. The value must not be retained after f returns. If the value ends
-// up empty, k is absent afterwards.
+// change. (Returning the value itself also works, but the delta is then the
+// whole map.) The value must not be retained after f returns. If the value
+// ends up empty, k is absent afterwards.
 //
 //	m.Update("visits", func(c *crdt.CCounter) *crdt.CCounter { return c.Inc(1) })
 func (m *ORMap[K, V]) Update(k K, f func(V) V) *ORMap[K, V] {
@@ -76,6 +83,25 @@ func (m *ORMap[K, V]) Update(k K, f func(V) V) *ORMap[K, V] {
 	}
 	v.embedBind(m.replica, m.ctx.Clone())
 	dv := f(v)
+	if dv == v {
+		// Not a delta but the value itself, whose context is the map's:
+		// apply it and return the whole map, always a valid delta.
+		m.ctx = v.embedCtx().Clone()
+		v.embedRelease()
+		switch {
+		case !v.embedEmpty():
+			if m.m == nil {
+				m.m = map[K]V{}
+			}
+			m.m[k] = v
+		case ok:
+			delete(m.m, k)
+		}
+		m.keyOf = nil
+		d = m.Clone()
+		d.replica = ""
+		return d
+	}
 	if !dv.embedIsNil() {
 		d.ctx = dv.embedCtx().Clone()
 		ds := dv.Clone()
@@ -85,6 +111,9 @@ func (m *ORMap[K, V]) Update(k K, f func(V) V) *ORMap[K, V] {
 		}
 	}
 	v.embedRelease()
+	if m.keyOf != nil {
+		m.reindex(k, d)
+	}
 	m.ctx.Merge(d.ctx)
 	switch {
 	case !v.embedEmpty():
@@ -105,6 +134,7 @@ func (m *ORMap[K, V]) Remove(k K) *ORMap[K, V] {
 	if v, ok := m.m[k]; ok {
 		for dot := range v.embedDots {
 			d.ctx.Add(dot)
+			delete(m.keyOf, dot)
 		}
 		delete(m.m, k)
 	}
@@ -119,7 +149,7 @@ func (m *ORMap[K, V]) Clear() *ORMap[K, V] {
 			d.ctx.Add(dot)
 		}
 	}
-	m.m = nil
+	m.m, m.keyOf = nil, nil
 	return d
 }
 
@@ -167,8 +197,125 @@ func (m *ORMap[K, V]) Merge(o *ORMap[K, V]) {
 	if o == nil || o == m {
 		return
 	}
-	m.join(o, &m.ctx, &o.ctx)
+	if len(m.m) > smallStore && countDots(&o.ctx, len(m.m)) <= len(m.m) {
+		m.joinIndexed(o)
+	} else {
+		m.join(o, &m.ctx, &o.ctx)
+		m.keyOf = nil
+	}
 	m.ctx.Merge(o.ctx)
+}
+
+// countDots returns the number of dots in c, or limit+1 if it exceeds limit.
+func countDots(c *clock.CausalContext, limit int) int {
+	n := uint64(0)
+	for range c.Cloud() {
+		n++
+	}
+	for _, k := range c.Vector().All() {
+		n += k
+		if n > uint64(limit) {
+			return limit + 1
+		}
+	}
+	if n > uint64(limit) {
+		return limit + 1
+	}
+	return int(n)
+}
+
+// dotsOf calls f for every dot of c. Only for small contexts.
+func dotsOf(c *clock.CausalContext, f func(clock.Dot)) {
+	for r, n := range c.Vector().All() {
+		for k := uint64(1); k <= n; k++ {
+			f(clock.Dot{Replica: r, Counter: k})
+		}
+	}
+	for d := range c.Cloud() {
+		f(d)
+	}
+}
+
+func (m *ORMap[K, V]) buildKeyIndex() {
+	m.keyOf = make(map[clock.Dot]K)
+	for k, v := range m.m {
+		for d := range v.embedDots {
+			m.keyOf[d] = k
+		}
+	}
+}
+
+// reindex updates keyOf after a local update of k with delta d.
+func (m *ORMap[K, V]) reindex(k K, d *ORMap[K, V]) {
+	if limit := 4*len(m.m) + 64; countDots(&d.ctx, limit) > limit {
+		m.keyOf = nil // f returned something large; rebuild lazily
+		return
+	}
+	dotsOf(&d.ctx, func(dot clock.Dot) {
+		if kk, ok := m.keyOf[dot]; ok && kk == k {
+			delete(m.keyOf, dot)
+		}
+	})
+	if v, ok := d.m[k]; ok {
+		for dot := range v.embedDots {
+			m.keyOf[dot] = k
+		}
+	}
+}
+
+// joinIndexed is join for a delta whose context holds few dots compared
+// with the map's keys: it visits the keys of o and the keys owning a dot
+// o's context covers, instead of every key.
+func (m *ORMap[K, V]) joinIndexed(o *ORMap[K, V]) {
+	if m.keyOf == nil {
+		m.buildKeyIndex()
+	}
+	c1, c2 := &m.ctx, &o.ctx
+	var zero V
+	for k, ov := range o.m {
+		for d := range ov.embedDots {
+			if !c1.Contains(d) { // new to m: it survives the join
+				m.keyOf[d] = k
+			}
+		}
+		v, ok := m.m[k]
+		if !ok {
+			v = zero.embedNew()
+		}
+		v.embedJoin(ov, c1, c2)
+		switch {
+		case !v.embedEmpty():
+			if m.m == nil {
+				m.m = map[K]V{}
+			}
+			m.m[k] = v
+		case ok:
+			delete(m.m, k)
+		}
+	}
+	var covered []clock.Dot
+	dotsOf(c2, func(d clock.Dot) {
+		if _, ok := m.keyOf[d]; ok {
+			covered = append(covered, d)
+		}
+	})
+	dropped := map[K]bool{}
+	for _, d := range covered {
+		k := m.keyOf[d]
+		if _, inO := o.m[k]; !inO && !dropped[k] {
+			dropped[k] = true
+			if v, ok := m.m[k]; ok {
+				v.embedDrop(c2)
+				if v.embedEmpty() {
+					delete(m.m, k)
+				}
+			}
+		}
+		// A covered dot stays live only where o holds it.
+		if v, ok := m.m[k]; !ok || !v.embedHas(d) {
+			delete(m.keyOf, d)
+		}
+	}
 }
 
 // join joins o's entries into m's given both contexts.
@@ -206,7 +353,7 @@ func (m *ORMap[K, V]) join(o *ORMap[K, V], c1, c2 *clock.CausalContext) {
 
 // Clone returns an independent copy of m.
 func (m *ORMap[K, V]) Clone() *ORMap[K, V] {
-	c := &ORMap[K, V]{replica: m.replica, ctx: m.ctx.Clone(), codec: m.codec}
+	c := &ORMap[K, V]{replica: m.replica, ctx: m.ctx.Clone(), codec: m.codec} // keyOf is rebuilt on demand
 	if len(m.m) > 0 {
 		c.m = make(map[K]V, len(m.m))
 		for k, v := range m.m {
@@ -325,7 +472,7 @@ func (m *ORMap[K, V]) UnmarshalBinary(data []byte) error {
 	if err := d.finish(); err != nil {
 		return err
 	}
-	m.ctx, m.m = ctx, store
+	m.ctx, m.m, m.keyOf = ctx, store, nil
 	return nil
 }
 
@@ -336,7 +483,9 @@ func (m *ORMap[K, V]) embedIsNil() bool       { return m == nil }
 func (m *ORMap[K, V]) embedBind(replica string, ctx clock.CausalContext) {
 	m.replica, m.ctx = replica, ctx
 }
-func (m *ORMap[K, V]) embedRelease()                  { m.replica, m.ctx = "", clock.CausalContext{} }
+func (m *ORMap[K, V]) embedRelease() {
+	m.replica, m.ctx, m.keyOf = "", clock.CausalContext{}, nil
+}
 func (m *ORMap[K, V]) embedCtx() *clock.CausalContext { return &m.ctx }
 func (m *ORMap[K, V]) embedJoin(o *ORMap[K, V], c1, c2 *clock.CausalContext) {
 	m.join(o, c1, c2)
@@ -345,6 +494,14 @@ func (m *ORMap[K, V]) embedDrop(c *clock.CausalContext) {
 	m.join(&ORMap[K, V]{}, nil, c)
 }
 func (m *ORMap[K, V]) embedEmpty() bool { return len(m.m) == 0 }
+func (m *ORMap[K, V]) embedHas(d clock.Dot) bool {
+	for _, v := range m.m {
+		if v.embedHas(d) {
+			return true
+		}
+	}
+	return false
+}
 func (m *ORMap[K, V]) embedDots(yield func(clock.Dot) bool) {
 	for _, v := range m.m {
 		for d := range v.embedDots {

@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/distkit/distkit/clock"
@@ -226,4 +227,125 @@ var orsetWideSubject = subject[*ORSet[int]]{
 func TestORSetWide(t *testing.T) {
 	t.Run("laws", func(t *testing.T) { checkLaws(t, orsetWideSubject) })
 	t.Run("convergence", convergence(orsetWideSubject))
+}
+
+type wideMap = ORMap[int, *ORSet[string]]
+
+// ormapWideSubject has more keys than smallStore, so small deltas take the
+// indexed merge path.
+var ormapWideSubject = subject[*wideMap]{
+	name:  "ORMap[int,*ORSet] wide",
+	new:   NewORMap[int, *ORSet[string]],
+	empty: func() *wideMap { return &wideMap{} },
+	op: func(t *rapid.T, m *wideMap) *wideMap {
+		k := rapid.IntRange(0, 3*smallStore).Draw(t, "key")
+		switch rapid.IntRange(0, 39).Draw(t, "ormap op") {
+		case 0:
+			return m.Clear()
+		case 1, 2, 3:
+			return m.Remove(k)
+		case 6:
+			// f returns the value itself rather than a delta: allowed, and
+			// the delta is then the value's whole state.
+			return m.Update(k, func(s *ORSet[string]) *ORSet[string] { s.Add(drawElem(t)); return s })
+		default:
+			return m.Update(k, func(s *ORSet[string]) *ORSet[string] { return orsetOp(t, s) })
+		}
+	},
+}
+
+// checkKeyIndex asserts that a built key index holds exactly the live dots,
+// each mapped to the key that holds it.
+func checkKeyIndex[K comparable, V Embeddable[V]](t tb, m *ORMap[K, V]) {
+	t.Helper()
+	if m.keyOf == nil {
+		return
+	}
+	n := 0
+	for k, v := range m.m {
+		for d := range v.embedDots {
+			n++
+			if got, ok := m.keyOf[d]; !ok || got != k {
+				t.Fatalf("key index: dot %v of key %v maps to %v, %v", d, k, got, ok)
+			}
+		}
+	}
+	if len(m.keyOf) != n {
+		t.Fatalf("key index holds %d dots, the map %d live ones", len(m.keyOf), n)
+	}
+}
+
+func TestORMapWide(t *testing.T) {
+	t.Run("laws", func(t *testing.T) { checkLaws(t, ormapWideSubject) })
+	t.Run("convergence", func(t *testing.T) {
+		rapid.Check(t, func(t *rapid.T) {
+			reps, _ := checkConvergence(t, ormapWideSubject)
+			for _, r := range reps {
+				checkKeyIndex(t, r)
+			}
+		})
+	})
+}
+
+// TestORMapIndexedMerge drives maps well above smallStore keys through
+// random updates, removes and out-of-order delta delivery, and compares
+// every replica with a reference that merges through the plain scan, while
+// checking the key index after every step.
+func TestORMapIndexedMerge(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		const n = 3
+		var reps []*wideMap
+		var deltas []*wideMap
+		var net []message[*wideMap]
+		for i := range n {
+			reps = append(reps, NewORMap[int, *ORSet[string]](replicaIDs[i]))
+		}
+		broadcast := func(from int, d *wideMap) {
+			deltas = append(deltas, d)
+			for j := range n {
+				if j != from {
+					net = append(net, message[*wideMap]{j, d})
+				}
+			}
+		}
+		// Every replica starts with keys written by all, so maps are large.
+		for i := range n {
+			for k := range 2 * smallStore {
+				broadcast(i, reps[i].Update(k, func(s *ORSet[string]) *ORSet[string] { return s.Add(replicaIDs[i]) }))
+			}
+		}
+		for _, m := range net {
+			reps[m.to].Merge(m.v)
+		}
+		net = nil
+		for range rapid.IntRange(1, 80).Draw(t, "steps") {
+			if len(net) > 0 && rapid.Bool().Draw(t, "deliver") {
+				k := rapid.IntRange(0, len(net)-1).Draw(t, "msg")
+				m := net[k]
+				reps[m.to].Merge(m.v)
+				if rapid.IntRange(0, 3).Draw(t, "dup") != 0 {
+					net = append(net[:k], net[k+1:]...)
+				}
+				checkKeyIndex(t, reps[m.to])
+				continue
+			}
+			i := rapid.IntRange(0, n-1).Draw(t, "replica")
+			broadcast(i, ormapWideSubject.op(t, reps[i]))
+			checkKeyIndex(t, reps[i])
+		}
+		for len(net) > 0 {
+			k := rapid.IntRange(0, len(net)-1).Draw(t, "drain")
+			reps[net[k].to].Merge(net[k].v)
+			checkKeyIndex(t, reps[net[k].to])
+			net = append(net[:k], net[k+1:]...)
+		}
+		ref := &wideMap{}
+		for _, d := range deltas {
+			ref.join(d, &ref.ctx, &d.ctx)
+			ref.ctx.Merge(d.ctx)
+		}
+		for i, r := range reps {
+			sameState(t, fmt.Sprintf("replica %d vs scan-merged reference", i), r, ref)
+		}
+	})
 }
