@@ -244,3 +244,51 @@ func BenchmarkCounterMerge(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkORMap measures a map of causal counters at n keys: a local
+// Update, and merging another replica's Update delta either through the
+// dot-to-key index (impl=index, what Merge does) or by checking every key
+// (impl=scan, the straightforward join).
+func BenchmarkORMap(b *testing.B) {
+	inc := func(c *CCounter) *CCounter { return c.Inc(1) }
+	for _, n := range benchSizes {
+		base := NewORMap[int, *CCounter]("replica-1")
+		for k := range n {
+			base.Update(k, inc)
+		}
+		b.Run(fmt.Sprintf("op=Update/keys=%d", n), func(b *testing.B) {
+			m := base.Clone()
+			m.replica = "replica-1"
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				m.Update(i%n, inc)
+				i++
+			}
+			b.ReportMetric(encodedLen(b, m.Update(0, inc)), "delta-B")
+		})
+		src := base.Clone()
+		src.replica = "replica-2"
+		deltas := make([]*ORMap[int, *CCounter], n)
+		for k := range deltas {
+			deltas[k] = src.Update(k, inc)
+		}
+		for _, impl := range []string{"index", "scan"} {
+			b.Run(fmt.Sprintf("op=MergeDelta/keys=%d/impl=%s", n, impl), func(b *testing.B) {
+				m := base.Clone()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					d := deltas[i%n]
+					if impl == "index" {
+						m.Merge(d)
+					} else {
+						m.join(d, &m.ctx, &d.ctx)
+						m.ctx.Merge(d.ctx)
+					}
+					i++
+				}
+			})
+		}
+	}
+}

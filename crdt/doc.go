@@ -40,9 +40,12 @@
 //	ORMap        map of nested CRDTs                  per key nested join, one shared context     O(live keys + nested dots + context)
 //
 // Operation costs: counters and registers are O(replicas) or O(1) per
-// operation. ORSet Add, Remove and Contains are O(1) expected; merging a
-// delta costs O(size of the delta), merging a full state O(size of both).
-// ORMap merges cost O(keys) plus the nested merges.
+// operation. ORSet Add, Remove and Contains are O(1) expected. For ORSet and
+// ORMap, merging a delta costs O(size of the delta), not of the receiving
+// state (an index from dot to element or key, built on first use, finds what
+// a delta removes); merging a full state costs O(size of both). Encoded
+// deltas are tens of bytes: an ORSet Add of a small element is about 26
+// bytes, a Remove about 18.
 //
 // # Causal types, dots and deltas
 //

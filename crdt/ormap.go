@@ -32,9 +32,10 @@ import (
 //   - Removal leaves no tombstone: the state is O(live keys + their dots +
 //     one context).
 //
-// Deltas merge in any order, duplicated or late. Merge costs O(keys of the
-// receiving map) even for a small delta, since every key is checked for
-// dots the delta removes; nested ORSets then use their dot index.
+// Deltas merge in any order, duplicated or late. Merging a delta costs
+// O(size of the delta): a map with more than a few keys keeps an index from
+// dot to key to find the keys a delta's context touches. Merging a full
+// state costs O(keys of both) plus the nested merges.
 //
 // The zero value is an empty map with replica id "": use it as a merge or
 // decoding target, and [NewORMap] for a replica that writes. Nested values
