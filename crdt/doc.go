@@ -79,10 +79,17 @@
 // implement encoding.BinaryMarshaler need no setup; other types need a
 // [Codec] set with SetCodec.
 //
+// # Shipping deltas
+//
+// A [DeltaLog] remembers a replica's deltas and, per peer, hands out the
+// join of those the peer has not acknowledged (a delta interval), or tells
+// the caller to send the full state when the peer is new or has fallen
+// behind what the log keeps. Acknowledged deltas are dropped.
+//
 // # What it does not do
 //
-// The package holds values; it does not send them. Choosing which deltas to
-// ship to whom and when to fall back to full state is the transport's job.
+// The package holds values and deltas; it does not send them: transport,
+// retries and membership are the caller's.
 // Values are not safe for concurrent use: guard each with a mutex. Pruning
 // of retired replica ids and sequence (text) CRDTs are not provided.
 package crdt

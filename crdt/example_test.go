@@ -204,3 +204,29 @@ func ExampleCodec() {
 	fmt.Println(restored.Elements(), err)
 	// Output: [{255 0 0}] <nil>
 }
+
+func ExampleDeltaLog() {
+	src := crdt.NewORSet[string]("src")
+	log := crdt.NewDeltaLog[*crdt.ORSet[string]](1024)
+	peer := crdt.NewORSet[string]("peer")
+
+	log.Append(src.Add("a"))
+	log.Append(src.Add("b"))
+
+	// First contact: the peer is unknown, so it gets the full state.
+	_, upTo, _, full := log.Since("peer")
+	if full {
+		peer.Merge(src.Clone())
+		log.Ack("peer", upTo) // once the peer confirms
+	}
+
+	log.Append(src.Remove("a"))
+	log.Append(src.Add("c"))
+	d, upTo, pending, _ := log.Since("peer") // one joined delta for both
+	if pending {
+		peer.Merge(d)
+		log.Ack("peer", upTo)
+	}
+	fmt.Println(peer.Elements(), log.Len())
+	// Output: [b c] 0
+}

@@ -71,7 +71,7 @@ func history[T crdtLike[T]](t *rapid.T, s subject[T]) (reps, deltas []T) {
 	for i := range n {
 		reps = append(reps, s.new(replicaIDs[i]))
 	}
-	steps := rapid.IntRange(1, 40).Draw(t, "steps")
+	steps := rapid.IntRange(1, 80).Draw(t, "steps")
 	for range steps {
 		i := rapid.IntRange(0, n-1).Draw(t, "replica")
 		switch rapid.IntRange(0, 4).Draw(t, "action") {
@@ -157,7 +157,7 @@ func checkConvergence[T crdtLike[T]](t *rapid.T, s subject[T]) (reps, deltas []T
 			net = append(net[:k], net[k+1:]...)
 		}
 	}
-	steps := rapid.IntRange(1, 60).Draw(t, "steps")
+	steps := rapid.IntRange(1, 120).Draw(t, "steps")
 	for range steps {
 		switch a := rapid.IntRange(0, 9).Draw(t, "action"); {
 		case a < 4: // local op, delta broadcast
