@@ -289,8 +289,8 @@ func (d *decoder) finish() error {
 	return d.err
 }
 
-// elems reads a sorted sequence of length-prefixed encoded elements; the
-// caller decodes each with its codec. Strict byte order is checked here.
+// elem reads one length-prefixed encoded element and checks that it sorts
+// strictly after prev (unless it is the first); the caller decodes it.
 func (d *decoder) elem(prev []byte, first bool) []byte {
 	p := d.bytes()
 	if d.err == nil && !first && string(prev) >= string(p) {
