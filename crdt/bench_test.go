@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"testing"
 )
@@ -290,5 +291,63 @@ func BenchmarkORMap(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// heapOf returns the bytes of live heap that build's result retains.
+func heapOf(build func() any) (float64, any) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	v := build()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return float64(after.HeapAlloc) - float64(before.HeapAlloc), v
+}
+
+// BenchmarkORSetHeap reports the in-memory size per live element of a set
+// of 100k elements, fresh and after 2 add/remove cycles per live element
+// (heap-B/elem), and times Contains.
+func BenchmarkORSetHeap(b *testing.B) {
+	const live = 100_000
+	for _, cycles := range []int{0, 2} {
+		build := func(add func(int), remove func(int)) {
+			for i := range live * (cycles + 1) {
+				add(i)
+				if i >= live {
+					remove(i - live)
+				}
+			}
+		}
+		b.Run(fmt.Sprintf("live=%d/cycles=%d/impl=dots", live, live*cycles), func(b *testing.B) {
+			h, v := heapOf(func() any {
+				s := NewORSet[int]("replica-1")
+				build(func(i int) { s.Add(i) }, func(i int) { s.Remove(i) })
+				return s
+			})
+			s := v.(*ORSet[int])
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				s.Contains(i % (2 * live))
+				i++
+			}
+			b.ReportMetric(h/live, "heap-B/elem")
+		})
+		b.Run(fmt.Sprintf("live=%d/cycles=%d/impl=naive", live, live*cycles), func(b *testing.B) {
+			h, v := heapOf(func() any {
+				s := newNaiveORSet("replica-1")
+				build(func(i int) { s.Add(i) }, func(i int) { s.Remove(i) })
+				return s
+			})
+			s := v.(*naiveORSet)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				s.Contains(i % (2 * live))
+				i++
+			}
+			b.ReportMetric(h/live, "heap-B/elem")
+		})
 	}
 }
