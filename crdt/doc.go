@@ -13,12 +13,12 @@
 //
 //	a := crdt.NewORSet[string]("node-a")
 //	b := crdt.NewORSet[string]("node-b")
-//	d := a.Add("x")        // applied to a; d carries just the add
+//	d := a.Add("x") // applied to a; d carries just the add
 //	wire, _ := d.MarshalBinary()
 //
 //	var in crdt.ORSet[string]
 //	_ = in.UnmarshalBinary(wire)
-//	b.Merge(&in)            // b now contains "x"
+//	b.Merge(&in) // b now contains "x"
 //
 // Merge accepts a delta or a full state alike. Merging is commutative,
 // associative and idempotent, so a delta may be delivered twice, late, or
@@ -28,16 +28,16 @@
 //
 // # Types
 //
-//	Type         For                                  Merge rule                                  Cost (state)
-//	GCounter     counting up (views, events)          per-replica max                             O(replicas)
-//	PNCounter    counting up and down                 GCounter pair: increments, decrements       O(replicas)
-//	CCounter     counter that can be reset in ORMap   per-replica total under a dot; dots join    O(replicas)
-//	GSet         grow-only set (seen ids)             union                                       O(elements)
-//	ORSet        add/remove set, add wins             dots kept unless the other side removed     O(live elements + context)
-//	LWWRegister  single value, last write wins        higher (HLC timestamp, replica id)          O(1)
-//	MVRegister   single value, keep concurrent writes  writes kept unless superseded (siblings)     O(concurrent writes + context)
-//	EWFlag       on/off switch, enable wins            dot set join                                O(concurrent enables + context)
-//	ORMap        map of nested CRDTs                  per key nested join, one shared context     O(live keys + nested dots + context)
+//	Type         For                                    Merge rule                                    Cost (state)
+//	GCounter     counting up (views, events)            per-replica max                               O(replicas)
+//	PNCounter    counting up and down                   GCounter pair: increments, decrements         O(replicas)
+//	CCounter     counter that can be reset in ORMap     per-replica total under a dot; dots join      O(replicas)
+//	GSet         grow-only set (seen ids)               union                                         O(elements)
+//	ORSet        add/remove set, add wins               dots kept unless the other side removed them  O(live elements + context)
+//	LWWRegister  single value, last write wins          higher (HLC timestamp, replica id)            O(1)
+//	MVRegister   single value, keeps concurrent writes  writes kept unless superseded (siblings)      O(concurrent writes + context)
+//	EWFlag       on/off switch, enable wins             dot set join                                  O(concurrent enables + context)
+//	ORMap        map of nested CRDTs                    per-key nested join, one shared context       O(live keys + nested dots + context)
 //
 // Operation costs: counters and registers are O(replicas) or O(1) per
 // operation. ORSet Add, Remove and Contains are O(1) expected. For ORSet and
