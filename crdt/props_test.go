@@ -349,3 +349,25 @@ func TestORMapIndexedMerge(t *testing.T) {
 		}
 	})
 }
+
+type deepMap = ORMap[string, *ORSet[int]]
+
+// ormapDeepSubject has few keys holding sets larger than smallStore, so
+// nested sets take their indexed paths inside map merges.
+var ormapDeepSubject = subject[*deepMap]{
+	name:  "ORMap[string,*ORSet[int]] deep",
+	new:   NewORMap[string, *ORSet[int]],
+	empty: func() *deepMap { return &deepMap{} },
+	op: func(t *rapid.T, m *deepMap) *deepMap {
+		k := rapid.SampledFrom([]string{"x", "y"}).Draw(t, "key")
+		if rapid.IntRange(0, 15).Draw(t, "remove") == 0 {
+			return m.Remove(k)
+		}
+		return m.Update(k, func(s *ORSet[int]) *ORSet[int] { return orsetWideSubject.op(t, s) })
+	},
+}
+
+func TestORMapDeep(t *testing.T) {
+	t.Run("laws", func(t *testing.T) { checkLaws(t, ormapDeepSubject) })
+	t.Run("convergence", convergence(ormapDeepSubject))
+}
