@@ -71,24 +71,25 @@ func (m *ORMap[K, V]) SetCodec(c Codec[K]) { m.codec.user = c }
 // replica id and context; it must call mutators of that value and return
 // their delta, merging the deltas if it calls several, or nil for no
 // change. (Returning the value itself also works, but the delta is then the
-// whole map.) The value must not be retained after f returns. If the value
-// ends up empty, k is absent afterwards.
+// whole map.) Update takes over the delta f returns. f must not use m, and
+// the value must not be retained after f returns. If the value ends up
+// empty, k is absent afterwards.
 //
 //	m.Update("visits", func(c *crdt.CCounter) *crdt.CCounter { return c.Inc(1) })
 func (m *ORMap[K, V]) Update(k K, f func(V) V) *ORMap[K, V] {
-	d := &ORMap[K, V]{codec: m.codec}
 	var zero V
 	v, ok := m.m[k]
 	if !ok {
 		v = zero.embedNew()
 	}
-	v.embedBind(m.replica, m.ctx.Clone())
+	// The value borrows the map's context while f runs, so the dots it
+	// creates are recorded there directly.
+	v.embedBind(m.replica, m.ctx)
+	m.ctx = clock.CausalContext{}
 	dv := f(v)
-	if dv == v {
-		// Not a delta but the value itself, whose context is the map's:
-		// apply it and return the whole map, always a valid delta.
-		m.ctx = v.embedCtx().Clone()
-		v.embedRelease()
+	m.ctx = *v.embedCtx()
+	v.embedRelease()
+	store := func() {
 		switch {
 		case !v.embedEmpty():
 			if m.m == nil {
@@ -98,33 +99,28 @@ func (m *ORMap[K, V]) Update(k K, f func(V) V) *ORMap[K, V] {
 		case ok:
 			delete(m.m, k)
 		}
+	}
+	if dv == v {
+		// Not a delta but the value itself: return the whole map, which is
+		// always a valid delta.
+		store()
 		m.keyOf = nil
-		d = m.Clone()
+		d := m.Clone()
 		d.replica = ""
 		return d
 	}
+	d := &ORMap[K, V]{codec: m.codec}
 	if !dv.embedIsNil() {
-		d.ctx = dv.embedCtx().Clone()
-		ds := dv.Clone()
-		ds.embedRelease()
-		if !ds.embedEmpty() {
-			d.m = map[K]V{k: ds}
+		d.ctx = *dv.embedCtx()
+		dv.embedRelease()
+		if !dv.embedEmpty() {
+			d.m = map[K]V{k: dv}
 		}
 	}
-	v.embedRelease()
 	if m.keyOf != nil {
 		m.reindex(k, d)
 	}
-	m.ctx.Merge(d.ctx)
-	switch {
-	case !v.embedEmpty():
-		if m.m == nil {
-			m.m = map[K]V{}
-		}
-		m.m[k] = v
-	case ok:
-		delete(m.m, k)
-	}
+	store()
 	return d
 }
 
