@@ -223,6 +223,8 @@ func (c *CausalContext) UnmarshalBinary(data []byte) error {
 		case d.err != nil:
 		case k > 0 && compareDots(cloud[k-1], dot) >= 0:
 			d.fail("cloud out of order or repeated at %v", dot)
+		case dot.Counter > MaxCounter:
+			d.fail("cloud dot %v above MaxCounter", dot)
 		case dot.Counter <= vv.Get(dot.Replica)+1:
 			d.fail("cloud dot %v is not beyond the vector", dot)
 		default:

@@ -162,6 +162,7 @@ func TestCausalContextUnmarshalRejectsNonCanonical(t *testing.T) {
 		{"zero dot", []byte{1, 0, 1, 1, 'a', 0}},
 		{"trailing", []byte{1, 0, 0, 0}},
 		{"huge cloud count", []byte{1, 0, 0xff, 0xff, 0x7f}},
+		{"cloud dot above MaxCounter", []byte{1, 0, 1, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,11 @@ var (
 	ErrClockOffset = errors.New("clock: remote clock offset exceeds maximum")
 )
 
+// MaxCounter is the largest counter a decoder accepts in a [Vector] or
+// [CausalContext]. No honest replica issues 2^63 events; the bound keeps a
+// hostile encoding from pushing a counter to where Tick or Next would wrap.
+const MaxCounter = 1<<63 - 1
+
 func appendUvarint(b []byte, x uint64) []byte { return binary.AppendUvarint(b, x) }
 
 func appendString(b []byte, s string) []byte {
@@ -114,6 +119,8 @@ func (d *decoder) entries() []entry {
 		case d.err != nil:
 		case c == 0:
 			d.fail("zero counter for %q", id)
+		case c > MaxCounter:
+			d.fail("counter of %q above MaxCounter", id)
 		case k > 0 && strings.Compare(e[k-1].id, id) >= 0:
 			d.fail("replica ids out of order or repeated at %q", id)
 		default:

@@ -220,7 +220,8 @@ func (v Vector) MarshalBinary() ([]byte, error) { return v.AppendBinary(nil) }
 // UnmarshalBinary sets v from data produced by MarshalBinary. It rejects,
 // with an error wrapping ErrMalformed, an unknown version, truncated input,
 // trailing bytes, non-minimal varints, ids out of order or repeated, and zero
-// counters, so that every accepted input is the unique encoding of its value.
+// counters or counters above [MaxCounter], so that every accepted input is
+// the unique encoding of a value whose counters can still grow.
 // On error v is unchanged.
 func (v *Vector) UnmarshalBinary(data []byte) error {
 	d := decoder{what: "vector", b: data}
@@ -253,7 +254,8 @@ func (v Vector) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON sets v from a JSON object of replica id to non-negative
-// integer counter. Zero counters are dropped; repeated ids are an error. On
+// integer counter up to [MaxCounter]. Zero counters are dropped; repeated ids
+// are an error. On
 // error v is unchanged. As is the convention, JSON null leaves v unchanged.
 func (v *Vector) UnmarshalJSON(data []byte) error {
 	if string(bytes.TrimSpace(data)) == "null" {
@@ -271,7 +273,7 @@ func (v *Vector) UnmarshalJSON(data []byte) error {
 	}
 	e := make([]entry, 0, len(m))
 	for id, raw := range m {
-		n, err := strconv.ParseUint(string(bytes.TrimSpace(raw)), 10, 64)
+		n, err := strconv.ParseUint(string(bytes.TrimSpace(raw)), 10, 63)
 		if err != nil {
 			return fmt.Errorf("%w: vector: counter of %q: %v", ErrMalformed, id, err)
 		}

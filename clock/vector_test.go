@@ -283,6 +283,7 @@ func TestVectorUnmarshalBinaryRejectsMalformed(t *testing.T) {
 		{"non-minimal varint", []byte{1, 1, 1, 'a', 0x81, 0x00}},
 		{"varint overflow", []byte{1, 1, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}},
 		{"huge count", []byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f}},
+		{"counter above MaxCounter", []byte{1, 1, 1, 'a', 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}},
 		{"huge id length", []byte{1, 1, 0xff, 0xff, 0x03, 'a'}},
 	}
 	for _, tt := range tests {
@@ -311,7 +312,7 @@ func TestVectorJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"x": 0, "y": 5}`), &v); err != nil || v.Len() != 1 || v.Get("y") != 5 {
 		t.Fatalf("UnmarshalJSON with zero entry: %v, %v", v, err)
 	}
-	for _, bad := range []string{`[]`, `{"a":-1}`, `{"a":1.5}`, `{"a":"1"}`, `{"a":1,"a":2}`, `{"a":18446744073709551616}`, `{`} {
+	for _, bad := range []string{`[]`, `{"a":-1}`, `{"a":1.5}`, `{"a":"1"}`, `{"a":1,"a":2}`, `{"a":18446744073709551616}`, `{"a":9223372036854775808}`, `{`} {
 		v := vec("keep", 1)
 		if err := json.Unmarshal([]byte(bad), &v); err == nil {
 			t.Errorf("UnmarshalJSON(%s) accepted; got %v", bad, v)
