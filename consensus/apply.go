@@ -26,6 +26,9 @@ func (n *Node) runApply(ap *applyState) {
 			n.applyQ = nil
 			n.applyMu.Unlock()
 			if len(q) == 0 {
+				if ap.forceSnap {
+					n.maybeSnapshot(ap)
+				}
 				break
 			}
 			for _, it := range q {
@@ -125,6 +128,7 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 				return fmt.Errorf("consensus: entry %d: conf change without state: %w", idx, ErrCorrupt)
 			}
 			ap.confState = ca.cs
+			ap.forceSnap = ap.forceSnap || ca.forceSnap
 			n.applyMembers(ap, ca)
 			var ctx []byte
 			if e.GetType() == raftpb.EntryConfChangeV2 {
@@ -166,7 +170,7 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 	}
 	n.publishApplied(ap.applied)
 	n.answer(cmds, results)
-	if ap.applied > ap.snapIndex && (ap.sinceSnap >= n.cfg.SnapshotEntries || ap.bytesSnap >= n.cfg.SnapshotBytes) {
+	if ap.forceSnap || (ap.applied > ap.snapIndex && (ap.sinceSnap >= n.cfg.SnapshotEntries || ap.bytesSnap >= n.cfg.SnapshotBytes)) {
 		n.maybeSnapshot(ap)
 	}
 	return nil
@@ -328,6 +332,7 @@ func (n *Node) maybeSnapshot(ap *applyState) {
 		ConfState: proto.Clone(ap.confState).(*raftpb.ConfState),
 	}
 	hdr := encodeSnapshotHeader(ap.rs, false)
+	ap.forceSnap = false
 	ap.snapIndex = ap.applied
 	ap.sinceSnap, ap.bytesSnap = 0, 0
 	n.wg.Add(1)

@@ -57,9 +57,14 @@ type Node struct {
 	addrs      map[uint64]string     // raft goroutine only
 	snapSends  map[uint64]bool       // raft goroutine only
 	removed    atomic.Bool
-	recvC      chan []*raftpb.Message
-	opC        chan func()
-	membership chan struct{} // 1-slot semaphore serialising membership calls
+	// snapNeeded holds back snapshots for raft to send until one newer
+	// than a membership change that added members exists: an older one
+	// does not list the new member, who would ignore it.
+	snapNeeded    atomic.Bool
+	snapNeededIdx uint64 // raft goroutine only
+	recvC         chan []*raftpb.Message
+	opC           chan func()
+	membership    chan struct{} // 1-slot semaphore serialising membership calls
 
 	// published state
 	stateMu      sync.Mutex
@@ -99,8 +104,9 @@ type proposal struct {
 	seq    uint64
 	data   []byte // encoded entry
 	cc     *raftpb.ConfChangeV2
-	taken  bool // handed to raft (under propMu)
-	cancel bool // caller gave up before it was handed to raft (under propMu)
+	taken  bool   // handed to raft (under propMu)
+	tick   uint64 // raft tick of the last hand-over (under propMu)
+	cancel bool   // caller gave up before it was handed to raft (under propMu)
 	done   chan struct{}
 	res    []byte
 	err    error
@@ -128,6 +134,8 @@ type confApplied struct {
 	cs      *raftpb.ConfState
 	members []Member // members added or updated by the change, with addresses
 	removed []uint64
+	// forceSnap asks for a snapshot that includes this change.
+	forceSnap bool
 }
 
 type snapshotDone struct {
@@ -203,7 +211,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		ID:                        c.ID,
 		ElectionTick:              c.ElectionTicks,
 		HeartbeatTick:             c.HeartbeatTicks,
-		Storage:                   n.logs,
+		Storage:                   raftStorage{n.logs, n},
 		Applied:                   ap.applied,
 		MaxSizePerMsg:             c.MaxMsgBytes,
 		MaxCommittedSizePerReady:  4 * c.MaxMsgBytes,
@@ -240,11 +248,11 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		}
 	}
 	ok = true
+	n.log.Info("consensus: started", "applied", ap.applied, "term", n.term, "commit", n.commit)
 	n.wg.Add(3)
 	go n.runRaft()
 	go n.runApply(ap)
 	go n.runEvents()
-	n.log.Info("consensus: started", "applied", ap.applied, "term", n.term, "commit", n.commit)
 	return n, nil
 }
 
@@ -272,6 +280,7 @@ type applyState struct {
 	bytesSnap uint64
 	confState *raftpb.ConfState
 	rs        replicated
+	forceSnap bool // a membership change added members since the last snapshot
 }
 
 // recover bootstraps empty storage or restores the state machine from the
@@ -511,6 +520,9 @@ func (n *Node) runRaft() {
 			n.rn.Tick()
 			n.tickCount++
 			n.retryReads()
+			if n.tickCount%uint64(n.cfg.ElectionTicks) == 0 {
+				n.resubmit(false)
+			}
 		case msgs := <-n.recvC:
 			n.step(msgs)
 			// Take whatever else has arrived so it lands in one Ready.
@@ -576,6 +588,7 @@ func (n *Node) submitProposals() {
 			continue
 		}
 		p.taken = true
+		p.tick = n.tickCount
 		if p.cc != nil {
 			continue
 		}
@@ -603,6 +616,35 @@ func (n *Node) submitProposals() {
 			n.dropProposal(p, err)
 		}
 	}
+}
+
+// resubmit hands raft again the proposals that were forwarded but never
+// reached this member's log: a forward to a leader that died, or lost on
+// the way. Every copy carries the same (epoch, seq), and the apply loop
+// applies only the first copy that commits, so this never applies a
+// command twice. Without all, only proposals older than an election
+// timeout are resent.
+func (n *Node) resubmit(all bool) {
+	n.propMu.Lock()
+	var ents []*raftpb.Entry
+	var batch []*proposal
+	for _, p := range n.waiters {
+		if !p.taken || p.cc != nil || p.index != 0 {
+			continue
+		}
+		if !all && n.tickCount-p.tick < uint64(n.cfg.ElectionTicks) {
+			continue
+		}
+		p.tick = n.tickCount
+		ents = append(ents, &raftpb.Entry{Data: p.data})
+		batch = append(batch, p)
+	}
+	n.propMu.Unlock()
+	if len(ents) == 0 {
+		return
+	}
+	n.stats.resubmitted.Add(uint64(len(ents)))
+	_ = n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.id), Entries: ents})
 }
 
 func (n *Node) dropProposal(p *proposal, err error) {
@@ -690,6 +732,9 @@ func (n *Node) softStateChanged(ss *raft.SoftState) {
 		n.leaderChange = make(chan struct{})
 	}
 	n.stateMu.Unlock()
+	if changed && ss.Lead != 0 {
+		n.resubmit(true)
+	}
 	if changed {
 		n.stats.leaderChanges.Add(1)
 		n.log.Info("consensus: leader changed", "leader", ss.Lead, "term", term, "role", ss.RaftState.String())
@@ -782,6 +827,11 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 				addr, ok := addrOf[id]
 				if !ok {
 					addr = n.addrs[id]
+				}
+				if _, known := n.addrs[id]; !known {
+					n.snapNeeded.Store(true)
+					n.snapNeededIdx = max(n.snapNeededIdx, e.GetIndex())
+					ca.forceSnap = true
 				}
 				n.addrs[id] = addr
 				ca.members = append(ca.members, Member{ID: id, Addr: addr, Learner: ch.GetType() == raftpb.ConfChangeAddLearnerNode})
@@ -1005,6 +1055,10 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 // snapshotTaken records a snapshot the apply loop wrote and compacts the log.
 func (n *Node) snapshotTaken(d snapshotDone) {
 	n.snapRunning.Store(false)
+	wake(n.applyC) // a forced snapshot may be waiting for this one
+	if d.err == nil && d.meta.GetIndex() >= n.snapNeededIdx {
+		defer n.snapNeeded.Store(false)
+	}
 	if d.err != nil {
 		n.log.Warn("consensus: snapshot failed", "err", d.err)
 		return
@@ -1023,6 +1077,19 @@ func (n *Node) snapshotTaken(d snapshotDone) {
 	n.stats.snapshotsTaken.Add(1)
 	n.log.Debug("consensus: snapshot taken", "index", idx)
 	n.emit(Event{Kind: EventSnapshotTaken, Index: idx})
+}
+
+// raftStorage is the Storage raft reads.
+type raftStorage struct {
+	logStore
+	n *Node
+}
+
+func (s raftStorage) Snapshot() (*raftpb.Snapshot, error) {
+	if s.n.snapNeeded.Load() {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return s.logStore.Snapshot()
 }
 
 // raftLogger routes raft's logging to slog.

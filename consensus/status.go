@@ -79,6 +79,7 @@ type Stats struct {
 	Dropped              uint64 // proposals that failed with ErrDropped
 	Unknown              uint64 // proposals that ended with ErrUnknownOutcome
 	Busy                 uint64 // proposals refused with ErrBusy
+	Resubmitted          uint64 // forwarded proposals sent again after a leader change or loss
 	Applied              uint64 // commands applied to the state machine
 	ApplyBatches         uint64 // StateMachine.Apply calls
 	Syncs                uint64 // durable log writes
@@ -102,6 +103,7 @@ type Stats struct {
 
 type counters struct {
 	proposals, proposalBatches, dropped, unknown, busy  atomic.Uint64
+	resubmitted                                         atomic.Uint64
 	applied, applyBatches, syncs, syncedEntries         atomic.Uint64
 	syncNanos, syncMaxNanos                             atomic.Int64
 	reads, readRounds                                   atomic.Uint64
@@ -129,7 +131,8 @@ func (n *Node) Stats() Stats {
 	return Stats{
 		Proposals: c.proposals.Load(), ProposalBatches: c.proposalBatches.Load(),
 		Dropped: c.dropped.Load(), Unknown: c.unknown.Load(), Busy: c.busy.Load(),
-		Applied: c.applied.Load(), ApplyBatches: c.applyBatches.Load(),
+		Resubmitted: c.resubmitted.Load(),
+		Applied:     c.applied.Load(), ApplyBatches: c.applyBatches.Load(),
 		Syncs: c.syncs.Load(), SyncedEntries: c.syncedEntries.Load(),
 		SyncTotal: time.Duration(c.syncNanos.Load()), SyncMax: time.Duration(c.syncMaxNanos.Load()),
 		Reads: c.reads.Load(), ReadRounds: c.readRounds.Load(),
