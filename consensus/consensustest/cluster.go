@@ -125,6 +125,18 @@ func (c *Cluster) Node(id uint64) *consensus.Node {
 	return c.nodes[id]
 }
 
+// Member returns running member id and the state machine it drives,
+// consistently (both nil if id is not running).
+func (c *Cluster) Member(id uint64) (*consensus.Node, consensus.StateMachine) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[id]
+	if n == nil {
+		return nil, nil
+	}
+	return n, c.sms[id]
+}
+
 // StateMachine returns member id's current state machine.
 func (c *Cluster) StateMachine(id uint64) consensus.StateMachine {
 	c.mu.Lock()
