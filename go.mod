@@ -3,8 +3,8 @@ module github.com/distkit/distkit
 go 1.26
 
 require (
-	github.com/anishathalye/porcupine v1.3.1 // indirect
-	go.etcd.io/raft/v3 v3.7.0 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
-	google.golang.org/protobuf v1.36.11 // indirect
+	github.com/anishathalye/porcupine v1.3.1
+	go.etcd.io/raft/v3 v3.7.0
+	go.uber.org/goleak v1.3.0
+	google.golang.org/protobuf v1.36.11
 )
