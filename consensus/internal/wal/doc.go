@@ -1,0 +1,61 @@
+// Package wal is the write-ahead log behind a consensus node: a segmented,
+// checksummed log of raft entries, hard state and snapshot markers that
+// implements raft.Storage.
+//
+// # Usage
+//
+//	l, err := wal.Open(dir, wal.Options{})
+//	if err != nil { ... }           // errors.Is(err, wal.ErrCorrupt): rebuild the member from peers
+//	defer l.Close()
+//	// raft.Config.Storage = l
+//	// for every Ready, in order:
+//	//   if snapshot: write its data (package snap), then l.SetSnapshot(&rd.Snapshot.Metadata)
+//	//   l.Append(rd.Entries, &rd.HardState)   // durable on return: one fsync
+//	//   ... send messages, apply, Advance
+//	// after a local snapshot at index i: l.SetSnapshot(meta) then l.Compact(i - keep)
+//
+// The raftpb types are passed by pointer, as raft's Ready carries them: the
+// protobuf structs must not be copied.
+//
+// # Guarantees
+//
+//   - Append, SetSnapshot and Compact are durable when they return nil. One
+//     Append is one batch written with a single write and one fdatasync
+//     (group commit); a batch is replayed entirely or not at all.
+//   - Appending at an index at or below the last index replaces that entry
+//     and everything after it, crash-safely: on replay the latest record for
+//     an index wins.
+//   - Open replays the log. A batch that was never completely written at the
+//     end of the last segment (a torn tail: its Append never returned) is cut
+//     off, after the segment is copied to a ".broken" file as evidence; the
+//     tail is zeroed so stale bytes can never be mistaken for records. Damage
+//     anywhere else, damage followed by later batches, a missing segment, or
+//     a commit index beyond the last entry is an error wrapping ErrCorrupt,
+//     and nothing on disk is changed: acknowledged entries are never dropped
+//     silently.
+//   - Open takes an exclusive lock on the directory (ErrLocked).
+//   - The read methods (raft.Storage) may run concurrently with writes.
+//     Recent entries are served from a cache bounded by Options.CacheBytes;
+//     older ones are read from disk through an in-memory index of entry
+//     locations, and their checksums are verified on every read.
+//   - After Open the log starts right after the latest snapshot marker.
+//
+// # On disk
+//
+// The directory holds a LOCK file and segment files named by sequence number
+// (0000000000000001.wal, ...). A segment is preallocated, starts with a
+// versioned header and a head batch that repeats the current hard state and
+// snapshot marker, and then holds batches of 8-byte-aligned records, each
+// with a CRC32C seeded by a per-segment random salt; every batch ends in a
+// commit record carrying its sequence number. A new segment is created under
+// a temporary name, synced and renamed, and the directory is synced. Compact
+// deletes whole segments whose entries are all covered by the snapshot.
+//
+// # What it does not do
+//
+// It stores no snapshot data (see package snap), does not sync selectively
+// (every Append syncs; with Options.NoSync nothing does), keeps one index
+// record per entry in memory (32 bytes), and does not detect a bit flip in
+// the last acknowledged batch if that batch contains a whole zero sector,
+// which is read as a torn write.
+package wal
