@@ -63,6 +63,7 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 		if err := n.restore(ap, it.snap); err != nil {
 			return err
 		}
+		n.snaps.Prune(ap.applied)
 		n.restoredMembers(ap.rs.members)
 		n.publishApplied(ap.applied)
 		n.emit(Event{Kind: EventSnapshotRestored, Index: ap.applied})

@@ -54,7 +54,8 @@ type Config struct {
 	// ID of this member: non-zero, unique for all time. Required.
 	ID uint64
 
-	// Dir holds the durable log and snapshots. Required unless Memory is set.
+	// Dir holds the durable log (Dir/wal) and snapshot files (Dir/snap).
+	// Required unless Memory is set.
 	Dir string
 	// Memory, when non-nil, keeps the log and snapshots in memory instead of
 	// Dir. State survives a Close and a new Start over the same MemoryStore,
@@ -121,6 +122,10 @@ type Config struct {
 	// PromoteLagEntries: PromoteLearner waits until the learner is within
 	// this many entries of the leader's log. Default DefaultPromoteLagEntries.
 	PromoteLagEntries uint64
+
+	// UnsafeNoSync skips every fsync of the log and snapshots in Dir. A
+	// crash can then lose acknowledged writes or corrupt state: tests only.
+	UnsafeNoSync bool
 
 	// Clock is the time source for ticks and timeouts. Default clock.Real.
 	Clock clock.Clock

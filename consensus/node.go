@@ -290,9 +290,9 @@ func (n *Node) recover() (*applyState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus: read state: %w", err)
 	}
-	snap, err := n.logs.Snapshot()
+	snap, err := n.storedSnapshot()
 	if err != nil {
-		return nil, fmt.Errorf("consensus: read snapshot: %w", err)
+		return nil, err
 	}
 	last, err := n.logs.LastIndex()
 	if err != nil {
@@ -304,8 +304,8 @@ func (n *Node) recover() (*applyState, error) {
 		if err := n.bootstrap(); err != nil {
 			return nil, err
 		}
-		if snap, err = n.logs.Snapshot(); err != nil {
-			return nil, fmt.Errorf("consensus: read snapshot: %w", err)
+		if snap, err = n.storedSnapshot(); err != nil {
+			return nil, err
 		}
 	}
 	ap.confState = &raftpb.ConfState{}
@@ -316,6 +316,18 @@ func (n *Node) recover() (*applyState, error) {
 		}
 	}
 	return ap, nil
+}
+
+// storedSnapshot returns the log's snapshot marker (empty if none).
+func (n *Node) storedSnapshot() (*raftpb.Snapshot, error) {
+	snap, err := n.logs.Snapshot()
+	if errors.Is(err, raft.ErrSnapshotTemporarilyUnavailable) {
+		return &raftpb.Snapshot{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consensus: read snapshot: %w", err)
+	}
+	return snap, nil
 }
 
 // bootstrap seeds empty storage with a snapshot at index 1 holding the
@@ -366,8 +378,14 @@ func (n *Node) restore(ap *applyState, meta *raftpb.SnapshotMetadata) error {
 	}
 	rs.dedup.max = n.cfg.DedupEntries
 	if !noUser {
-		if err := n.sm.Restore(br); err != nil {
-			return fmt.Errorf("consensus: restore snapshot %d: %w", meta.GetIndex(), err)
+		rerr := n.sm.Restore(br)
+		// Read to the end so the store verifies its checksum, whether or
+		// not Restore consumed everything.
+		if _, err := io.Copy(io.Discard, br); err != nil {
+			return fmt.Errorf("consensus: snapshot %d: %w: %w", meta.GetIndex(), err, ErrCorrupt)
+		}
+		if rerr != nil {
+			return fmt.Errorf("consensus: restore snapshot %d: %w", meta.GetIndex(), rerr)
 		}
 	}
 	ap.rs = rs
@@ -1068,6 +1086,7 @@ func (n *Node) snapshotTaken(d snapshotDone) {
 		return
 	}
 	idx := d.meta.GetIndex()
+	n.snaps.Prune(idx)
 	if idx > n.cfg.TrailingEntries {
 		if err := n.logs.Compact(idx - n.cfg.TrailingEntries); err != nil {
 			n.fail(fmt.Errorf("consensus: compact log: %w", err))

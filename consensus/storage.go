@@ -31,6 +31,8 @@ type logStore interface {
 type snapStore interface {
 	Create(meta *raftpb.SnapshotMetadata) (snapWriter, error)
 	Open(index uint64) (*raftpb.SnapshotMetadata, io.ReadCloser, error)
+	// Prune deletes snapshots older than index (the one the log records).
+	Prune(index uint64)
 }
 
 type snapWriter interface {
@@ -47,7 +49,7 @@ type snapWriter interface {
 type MemoryStore struct {
 	log *memLog
 	mu  sync.Mutex
-	// snapshots by index, newest kept plus one older
+	// snapshots by index
 	snaps map[uint64]memSnap
 }
 
@@ -151,21 +153,18 @@ func (w *memSnapWriter) Commit() error {
 	defer w.s.mu.Unlock()
 	idx := w.meta.GetIndex()
 	w.s.snaps[idx] = memSnap{meta: w.meta, data: w.buf.Bytes()}
-	// Keep the newest two.
-	var newest, second uint64
-	for i := range w.s.snaps {
-		if i > newest {
-			newest, second = i, newest
-		} else if i > second {
-			second = i
-		}
-	}
-	for i := range w.s.snaps {
-		if i != newest && i != second {
-			delete(w.s.snaps, i)
-		}
-	}
 	return nil
+}
+
+// Prune implements snapStore.
+func (s *MemoryStore) Prune(index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.snaps {
+		if i < index {
+			delete(s.snaps, i)
+		}
+	}
 }
 
 func (w *memSnapWriter) Abort() error { w.done = true; return nil }

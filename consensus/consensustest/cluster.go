@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -21,6 +22,9 @@ type ClusterOptions struct {
 	Configure func(*consensus.Config)
 	// Tick is the raft tick; default 10ms (election timeout 100ms).
 	Tick time.Duration
+	// Dir, if set, keeps each member's state on disk in Dir/<id> (the
+	// default durable storage) instead of in a MemoryStore.
+	Dir string
 }
 
 // Cluster runs a group of in-memory members on one Network for tests.
@@ -74,17 +78,21 @@ func (c *Cluster) Start(id uint64) *consensus.Node {
 	if c.nodes[id] != nil {
 		c.t.Fatalf("member %d already running", id)
 	}
-	st := c.stores[id]
-	if st == nil {
-		st = consensus.NewMemoryStore()
-		c.stores[id] = st
-	}
 	sm := c.opts.NewStateMachine(id)
 	cfg := consensus.Config{
 		ID:           id,
-		Memory:       st,
 		Transport:    c.Net.Transport(id),
 		TickInterval: c.opts.Tick,
+	}
+	if c.opts.Dir != "" {
+		cfg.Dir = filepath.Join(c.opts.Dir, fmt.Sprint(id))
+	} else {
+		st := c.stores[id]
+		if st == nil {
+			st = consensus.NewMemoryStore()
+			c.stores[id] = st
+		}
+		cfg.Memory = st
 	}
 	if int(id) <= len(c.boot) {
 		cfg.Bootstrap = c.boot
