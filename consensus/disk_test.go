@@ -91,16 +91,17 @@ func TestCorruptSnapshotFileRefusesToStart(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no snapshot file")
 	}
-	newest := files[len(files)-1]
-	b, err := os.ReadFile(newest)
-	if err != nil {
-		t.Fatal(err)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-10] ^= 0x40
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	b[len(b)-10] ^= 0x40
-	if err := os.WriteFile(newest, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = consensus.Start(consensus.Config{
+	_, err := consensus.Start(consensus.Config{
 		ID: 1, Dir: filepath.Join(dir, "1"), Transport: c.Net.Transport(1),
 	}, consensustest.NewKV())
 	if !errors.Is(err, consensus.ErrCorrupt) {

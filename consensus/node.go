@@ -46,17 +46,18 @@ type Node struct {
 	propClosed bool
 
 	// linearizable reads
-	readMu     sync.Mutex
-	readQ      []*readReq
-	readC      chan struct{}
-	readClosed bool
-	rounds     map[string]*readRound // raft goroutine only
-	readSeq    uint64                // raft goroutine only
-	tickCount  uint64                // raft goroutine only
-	lastHS     *raftpb.HardState     // raft goroutine only
-	addrs      map[uint64]string     // raft goroutine only
-	snapSends  map[uint64]bool       // raft goroutine only
-	removed    atomic.Bool
+	readMu          sync.Mutex
+	readQ           []*readReq
+	readC           chan struct{}
+	readClosed      bool
+	rounds          map[string]*readRound // raft goroutine only
+	readSeq         uint64                // raft goroutine only
+	tickCount       uint64                // raft goroutine only
+	lastHS          *raftpb.HardState     // raft goroutine only
+	persistedCommit uint64                // raft goroutine only
+	addrs           map[uint64]string     // raft goroutine only
+	snapSends       map[uint64]bool       // raft goroutine only
+	removed         atomic.Bool
 	// snapNeeded holds back snapshots for raft to send until one newer
 	// than a membership change that added members exists: an older one
 	// does not list the new member, who would ignore it.
@@ -232,6 +233,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	n.rn = rn
 	hs, cs, _ := n.logs.InitialState()
 	n.lastHS = proto.Clone(hs).(*raftpb.HardState)
+	n.persistedCommit = hs.GetCommit()
 	n.term = hs.GetTerm()
 	n.commit = hs.GetCommit()
 	n.confState = cs
@@ -455,7 +457,8 @@ func (n *Node) failPending() {
 	n.propMu.Lock()
 	n.propClosed = true
 	for _, p := range n.propQ {
-		if !p.cancel {
+		if _, waiting := n.waiters[p.seq]; waiting && !p.cancel {
+			delete(n.waiters, p.seq)
 			p.finish(nil, fmt.Errorf("%w: %w", n.stoppedErr(), ErrDropped))
 		}
 	}
@@ -715,6 +718,7 @@ func (n *Node) handleReady() error {
 		if err := n.logs.Append(rd.Entries, n.lastHS); err != nil {
 			return fmt.Errorf("consensus: persist log: %w", err)
 		}
+		n.persistedCommit = n.lastHS.GetCommit()
 		n.stats.observeSync(time.Since(start), len(rd.Entries))
 	}
 	confs := n.applyConfChanges(rd.CommittedEntries)
@@ -1074,12 +1078,22 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 func (n *Node) snapshotTaken(d snapshotDone) {
 	n.snapRunning.Store(false)
 	wake(n.applyC) // a forced snapshot may be waiting for this one
-	if d.err == nil && d.meta.GetIndex() >= n.snapNeededIdx {
+	if d.err != nil || d.meta.GetIndex() >= n.snapNeededIdx {
+		// On failure raft falls back to the previous snapshot; the next
+		// membership change or threshold takes a new one.
 		defer n.snapNeeded.Store(false)
 	}
 	if d.err != nil {
 		n.log.Warn("consensus: snapshot failed", "err", d.err)
 		return
+	}
+	if n.persistedCommit < d.meta.GetIndex() {
+		// A restart must never find a snapshot beyond its commit index.
+		if err := n.logs.Append(nil, n.lastHS); err != nil {
+			n.fail(fmt.Errorf("consensus: persist state: %w", err))
+			return
+		}
+		n.persistedCommit = n.lastHS.GetCommit()
 	}
 	if err := n.logs.SetSnapshot(d.meta); err != nil {
 		n.fail(fmt.Errorf("consensus: record snapshot: %w", err))
