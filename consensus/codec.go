@@ -78,13 +78,19 @@ func decodeEntry(data []byte) (entryHeader, []byte, error) {
 	rest := data[entryHeaderLen:]
 	if flags&flagRequestID != 0 {
 		l, n := binary.Uvarint(rest)
-		if n <= 0 || l == 0 || l > maxRequestIDLen || l > uint64(len(rest)-n) {
+		if n <= 0 || n != uvarintLen(l) || l == 0 || l > maxRequestIDLen || l > uint64(len(rest)-n) {
 			return h, nil, fmt.Errorf("%w: request id", errMalformed)
 		}
 		h.reqID = string(rest[n : n+int(l)])
 		rest = rest[n+int(l):]
 	}
 	return h, rest, nil
+}
+
+// uvarintLen is the length of l's canonical (shortest) encoding.
+func uvarintLen(l uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], l)
 }
 
 func appendString(b []byte, s string) []byte {

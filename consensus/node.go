@@ -599,6 +599,11 @@ func (n *Node) leaderID() uint64 {
 
 // submitProposals hands queued proposals to raft as one batch.
 func (n *Node) submitProposals() {
+	if n.rn.BasicStatus().Lead == 0 {
+		// No leader to take them: they stay queued (and can still be
+		// withdrawn as never appended) until one is known.
+		return
+	}
 	n.propMu.Lock()
 	q := n.propQ
 	n.propQ = nil
@@ -756,6 +761,7 @@ func (n *Node) softStateChanged(ss *raft.SoftState) {
 	n.stateMu.Unlock()
 	if changed && ss.Lead != 0 {
 		n.resubmit(true)
+		wake(n.propC) // proposals held while there was no leader
 	}
 	if changed {
 		n.stats.leaderChanges.Add(1)
@@ -938,16 +944,8 @@ func (h handler) HandleMessages(msgs []Message) {
 	n := h.n
 	out := make([]*raftpb.Message, 0, len(msgs))
 	for _, wm := range msgs {
-		m := &raftpb.Message{}
-		if err := proto.Unmarshal(wm.Payload, m); err != nil {
-			n.stats.msgsBad.Add(1)
-			continue
-		}
-		// Only our own traffic, never local-only types, and snapshots only
-		// through HandleSnapshot (their data must be stored first).
-		if m.GetTo() != n.id || m.GetFrom() == 0 || m.GetFrom() != wm.From ||
-			raft.IsLocalMsg(m.GetType()) || m.GetType() == raftpb.MsgSnap ||
-			len(m.GetResponses()) > 0 {
+		m, err := decodeInbound(n.id, wm)
+		if err != nil {
 			n.stats.msgsBad.Add(1)
 			continue
 		}
@@ -963,6 +961,22 @@ func (h handler) HandleMessages(msgs []Message) {
 	default:
 		n.stats.msgsDropped.Add(uint64(len(out)))
 	}
+}
+
+// decodeInbound decodes and vets a message from the network: only traffic
+// for this member, never local-only types, and snapshots only through
+// HandleSnapshot (their data must be stored first).
+func decodeInbound(self uint64, wm Message) (*raftpb.Message, error) {
+	m := &raftpb.Message{}
+	if err := proto.Unmarshal(wm.Payload, m); err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	if m.GetTo() != self || m.GetFrom() == 0 || m.GetFrom() != wm.From ||
+		raft.IsLocalMsg(m.GetType()) || raft.IsLocalMsgTarget(m.GetFrom()) ||
+		m.GetType() == raftpb.MsgSnap || len(m.GetResponses()) > 0 {
+		return nil, fmt.Errorf("%w: unexpected %v from %d to %d", errMalformed, m.GetType(), m.GetFrom(), m.GetTo())
+	}
+	return m, nil
 }
 
 func (h handler) Unreachable(id uint64) {

@@ -34,6 +34,8 @@ type Applied struct {
 // Propose replicates cmd through the group's log and waits until it has
 // been applied on this member, returning the result the state machine set.
 // Any member accepts proposals: a follower forwards them to the leader.
+// While no leader is known (during an election) proposals wait for one
+// until ctx ends, and then fail with ErrDropped.
 //
 // Errors: ErrDropped (never appended; safe to retry), ErrUnknownOutcome (may
 // still apply: retry only with WithRequestID), ErrBusy (too many pending
