@@ -578,7 +578,7 @@ func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("wal: rename %s: %w", tmp, err)
 	}
-	l.hook(crashPoint{kind: "segment-renamed", path: path})
+	l.hook(crashPoint{kind: "segment-renamed", path: path, end: int64(len(buf))})
 	if err := l.syncDir(); err != nil {
 		return nil, err
 	}
