@@ -10,7 +10,7 @@
 //	// raft.Config.Storage = l
 //	// for every Ready, in order:
 //	//   if snapshot: write its data (package snap), then l.SetSnapshot(&rd.Snapshot.Metadata)
-//	//   l.Append(rd.Entries, &rd.HardState)   // durable on return: one fsync
+//	//   l.Save(rd.Entries, &rd.HardState, rd.MustSync) // durable on return when synced: one fsync
 //	//   ... send messages, apply, Advance
 //	// after a local snapshot at index i: l.SetSnapshot(meta) then l.Compact(i - keep)
 //
@@ -21,7 +21,8 @@
 //
 //   - Append, SetSnapshot and Compact are durable when they return nil. One
 //     Append is one batch written with a single write and one fdatasync
-//     (group commit); a batch is replayed entirely or not at all.
+//     (group commit); a batch is replayed entirely or not at all. Save
+//     makes the fsync optional for Readys that do not need one.
 //   - Appending at an index at or below the last index replaces that entry
 //     and everything after it, crash-safely: on replay the latest record for
 //     an index wins.
@@ -53,9 +54,10 @@
 //
 // # What it does not do
 //
-// It stores no snapshot data (see package snap), does not sync selectively
-// (every Append syncs; with Options.NoSync nothing does), keeps one index
-// record per entry in memory (32 bytes), and does not detect a bit flip in
+// It stores no snapshot data (see package snap), keeps one index record per
+// entry in memory (32 bytes), prepares no segment in the background (a
+// rollover costs a few fsyncs on the writing goroutine, once per segment),
+// and does not detect a bit flip in
 // the last acknowledged batch if that batch contains a whole zero sector,
 // which is read as a torn write.
 package wal

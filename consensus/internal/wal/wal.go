@@ -167,8 +167,15 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("wal: create dir: %w", err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) && !opts.NoSync {
+		// Make the new directory's own entry durable.
+		if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+			return nil, err
+		}
 	}
 	lf, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -208,6 +215,14 @@ func Open(dir string, opts Options) (*Log, error) {
 // After a write or sync error the log refuses further writes (ErrFailed):
 // whether the failed batch reached the disk is unknown.
 func (l *Log) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
+	return l.Save(ents, hs, true)
+}
+
+// Save is Append with the fsync made optional: pass a raft Ready's MustSync.
+// With sync false the batch is written but durable only once a later
+// synced write returns (raft needs no sync when only the commit index
+// changed). A crash may then lose it, and replay cuts it off as a torn tail.
+func (l *Log) Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if err := l.writable(); err != nil {
@@ -265,7 +280,7 @@ func (l *Log) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
 		count++
 	}
 	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, count)
-	if err := l.writeBatch(seg, buf); err != nil {
+	if err := l.writeBatch(seg, buf, sync); err != nil {
 		return err
 	}
 
@@ -333,7 +348,7 @@ func (l *Log) SetSnapshot(meta *raftpb.SnapshotMetadata) error {
 		return err
 	}
 	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1)
-	if err := l.writeBatch(seg, buf); err != nil {
+	if err := l.writeBatch(seg, buf, true); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -454,7 +469,7 @@ func (l *Log) hook(p crashPoint) {
 }
 
 // writeBatch writes an encoded batch at the end of seg and syncs it.
-func (l *Log) writeBatch(seg *segment, buf []byte) error {
+func (l *Log) writeBatch(seg *segment, buf []byte, sync bool) error {
 	if cap(buf) <= 4<<20 {
 		l.buf = buf[:0]
 	} else {
@@ -463,9 +478,11 @@ func (l *Log) writeBatch(seg *segment, buf []byte) error {
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
 		return l.fail(fmt.Errorf("wal: write %s: %w", seg.path, err))
 	}
-	l.hook(crashPoint{kind: "write", path: seg.path, off: seg.size, end: seg.size + int64(len(buf))})
-	if err := l.sync(seg.f); err != nil {
-		return l.fail(fmt.Errorf("wal: sync %s: %w", seg.path, err))
+	if sync {
+		l.hook(crashPoint{kind: "write", path: seg.path, off: seg.size, end: seg.size + int64(len(buf))})
+		if err := l.sync(seg.f); err != nil {
+			return l.fail(fmt.Errorf("wal: sync %s: %w", seg.path, err))
+		}
 	}
 	l.mu.Lock()
 	seg.size += int64(len(buf))
@@ -492,7 +509,11 @@ func (l *Log) syncDir() error {
 	if l.opts.NoSync {
 		return nil
 	}
-	d, err := os.Open(l.dir)
+	return syncDir(l.dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("wal: open dir: %w", err)
 	}

@@ -449,3 +449,40 @@ func TestMissingSegmentIsCorrupt(t *testing.T) {
 	_, err := Open(dir, testOptions())
 	wantErr(t, "Open with a segment missing", err, ErrCorrupt)
 }
+
+func TestSaveWithoutSync(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, Options{SegmentBytes: 64 << 10}) // real fsyncs
+	mustAppend(t, l, ents(1, 3, 1), hardState(1, 1, 1))
+	before := l.Stats().Fsyncs
+	if before == 0 {
+		t.Fatal("Append did not fsync")
+	}
+	// A commit-only change: raft's Ready.MustSync is false.
+	if err := l.Save(nil, hardState(1, 1, 3), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stats().Fsyncs; got != before {
+		t.Fatalf("Save(sync=false) fsynced: %d -> %d", before, got)
+	}
+	checkHardState(t, l, hardState(1, 1, 3))
+	mustAppend(t, l, ents(4, 4, 1), nil)
+	if got := l.Stats().Fsyncs; got != before+1 {
+		t.Fatalf("Append after Save: fsyncs %d, want %d", got, before+1)
+	}
+	if s := l.Stats(); s.FsyncTotal <= 0 || s.FsyncMax <= 0 || s.FsyncMax > s.FsyncTotal || sum(s.FsyncHistogram[:]) != s.Fsyncs {
+		t.Fatalf("fsync latency stats inconsistent: %+v", s)
+	}
+	l.Close()
+	l = mustOpen(t, dir, testOptions())
+	checkLog(t, l, 0, 0, ents(1, 4, 1))
+	checkHardState(t, l, hardState(1, 1, 3))
+}
+
+func sum(xs []uint64) uint64 {
+	var n uint64
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
