@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // crashImage is a copy of the log directory taken at a crash point, with
@@ -400,4 +403,60 @@ func lastEndBefore(cps []checkpoint, at int64) int64 {
 		}
 	}
 	return end
+}
+
+// TestCrashDuringRepair crashes while a torn tail is being cut off (after
+// the evidence is saved, and after each zeroed chunk): the next Open must
+// repair again and reach the same state.
+func TestCrashDuringRepair(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, Options{NoSync: true, SegmentBytes: 256 << 10})
+	var want []*raftpb.Entry
+	for i := uint64(1); i <= 200; i += 20 {
+		mustAppend(t, l, ents(i, i+19, 1), hardState(1, 1, i))
+		want = append(want, ents(i, i+19, 1)...)
+	}
+	seg := l.active().path
+	end := l.active().size
+	l.Close()
+	// A torn batch: garbage spread over 200 KiB after the last batch, with
+	// an unwritten (zero) first sector.
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := end + sectorSize; i < end+200<<10; i++ {
+		b[i] = byte(i*7 + 1)
+	}
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var images []string
+	scratch := t.TempDir()
+	opts := testOptions()
+	opts.crashHook = func(p crashPoint) {
+		if strings.HasPrefix(p.kind, "repair") {
+			images = append(images, copyDirTo(t, dir, filepath.Join(scratch, fmt.Sprint(len(images)))))
+		}
+	}
+	l, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLog(t, l, 0, 0, want)
+	l.Close()
+	if len(images) < 3 {
+		t.Fatalf("%d crash points during repair, want several", len(images))
+	}
+	for i, img := range images {
+		l, err := Open(img, testOptions())
+		if err != nil {
+			t.Fatalf("image %d: %v", i, err)
+		}
+		checkLog(t, l, 0, 0, want)
+		l.Close()
+		if m, _ := filepath.Glob(filepath.Join(img, "*.broken*")); len(m) == 0 {
+			t.Fatalf("image %d: no evidence file", i)
+		}
+	}
 }

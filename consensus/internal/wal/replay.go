@@ -415,6 +415,7 @@ func (l *Log) repair(seg *segment, data []byte, off int64, why error) error {
 	if err := l.syncDir(); err != nil {
 		return err
 	}
+	l.hook(crashPoint{kind: "repair-evidence", path: seg.path, off: off})
 	for p := off; p < int64(len(data)); p += int64(len(zeroChunk)) {
 		end := min(p+int64(len(zeroChunk)), int64(len(data)))
 		if allZero(data[p:end]) {
@@ -423,6 +424,7 @@ func (l *Log) repair(seg *segment, data []byte, off int64, why error) error {
 		if _, err := seg.f.WriteAt(zeroChunk[:end-p], p); err != nil {
 			return fmt.Errorf("wal: zero torn tail of %s: %w", seg.path, err)
 		}
+		l.hook(crashPoint{kind: "repair-zeroing", path: seg.path, off: p})
 	}
 	if err := l.sync(seg.f); err != nil {
 		return fmt.Errorf("wal: sync %s: %w", seg.path, err)

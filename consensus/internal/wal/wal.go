@@ -113,6 +113,7 @@ type segment struct {
 	salt     uint32
 	size     int64  // end of the last intact batch: where the next write goes
 	headSize int64  // end of the head batch
+	dirty    bool   // holds batches written by Save without sync
 	maxIndex uint64 // highest entry index written into the segment
 }
 
@@ -413,7 +414,8 @@ func (l *Log) Compact(index uint64) error {
 	return nil
 }
 
-// Close releases the files and the directory lock. It is idempotent.
+// Close syncs batches written by Save without sync, then releases the
+// files and the directory lock. It is idempotent.
 func (l *Log) Close() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -423,7 +425,11 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	return l.closeFiles()
+	var err error
+	if len(l.segs) > 0 && l.active().dirty && !l.opts.NoSync && l.failed == nil {
+		err = fdatasync(l.active().f) // batches written by Save without sync
+	}
+	return errors.Join(err, l.closeFiles())
 }
 
 func (l *Log) closeFiles() error {
@@ -484,6 +490,7 @@ func (l *Log) writeBatch(seg *segment, buf []byte, sync bool) error {
 			return l.fail(fmt.Errorf("wal: sync %s: %w", seg.path, err))
 		}
 	}
+	seg.dirty = !sync
 	l.mu.Lock()
 	seg.size += int64(len(buf))
 	l.nextBatch++
@@ -532,12 +539,17 @@ func (l *Log) maybeCut(n int64) error {
 		return nil
 	}
 	// Seal: drop the preallocated tail so the segment ends at its last
-	// batch, and make the size durable before the next segment exists.
+	// batch. Whether the new size reaches the disk does not matter (replay
+	// accepts zeros after the last batch), but unsynced batches must be
+	// durable before the next segment exists.
 	if err := seg.f.Truncate(seg.size); err != nil {
 		return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
 	}
-	if err := l.sync(seg.f); err != nil {
-		return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
+	if seg.dirty {
+		if err := l.sync(seg.f); err != nil {
+			return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
+		}
+		seg.dirty = false
 	}
 	next, err := l.createSegment(seg.seq+1, l.nextBatch, l.dummyIndex+uint64(len(l.locs)))
 	if err != nil {
