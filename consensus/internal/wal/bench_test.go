@@ -68,6 +68,7 @@ func BenchmarkAppend(b *testing.B) {
 				buf[i] = byte(i)
 			}
 			var off int64
+			b.ReportAllocs()
 			b.SetBytes(int64(len(buf)))
 			iters := 0
 			for b.Loop() {

@@ -238,20 +238,25 @@ func decodeEntry(p []byte, copyData bool) (*raftpb.Entry, error) {
 		return nil, fmt.Errorf("%w: unknown entry type %d", errRecord, typ)
 	}
 	data := p[entryPayloadHeader:]
-	e := &raftpb.Entry{}
+	// One allocation for the entry and its optional fields.
+	a := &struct {
+		e           raftpb.Entry
+		index, term uint64
+		typ         raftpb.EntryType
+	}{index: index, term: term, typ: raftpb.EntryType(typ)}
+	e := &a.e
 	if flags&entHasIndex != 0 {
-		e.Index = &index
+		e.Index = &a.index
 	} else if index != 0 {
 		return nil, fmt.Errorf("%w: absent index is %d", errRecord, index)
 	}
 	if flags&entHasTerm != 0 {
-		e.Term = &term
+		e.Term = &a.term
 	} else if term != 0 {
 		return nil, fmt.Errorf("%w: absent term is %d", errRecord, term)
 	}
 	if flags&entHasType != 0 {
-		t := raftpb.EntryType(typ)
-		e.Type = &t
+		e.Type = &a.typ
 	} else if typ != 0 {
 		return nil, fmt.Errorf("%w: absent type is %d", errRecord, typ)
 	}
@@ -331,4 +336,32 @@ func decodeCommit(p []byte) (seq uint64, count uint32, err error) {
 		return 0, 0, fmt.Errorf("%w: commit reserved bytes not zero", errRecord)
 	}
 	return binary.LittleEndian.Uint64(p[0:8]), binary.LittleEndian.Uint32(p[8:12]), nil
+}
+
+// entrySize is proto.Size(e) for entries without unknown fields (all
+// entries raft creates and all entries decoded here), computed directly.
+func entrySize(e *raftpb.Entry) int {
+	n := 0
+	if e.Type != nil {
+		n += 1 + varintLen(uint64(*e.Type))
+	}
+	if e.Term != nil {
+		n += 1 + varintLen(*e.Term)
+	}
+	if e.Index != nil {
+		n += 1 + varintLen(*e.Index)
+	}
+	if e.Data != nil {
+		n += 1 + varintLen(uint64(len(e.Data))) + len(e.Data)
+	}
+	return n
+}
+
+func varintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }

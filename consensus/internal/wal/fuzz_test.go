@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // FuzzDecodeRecord feeds arbitrary bytes to the record decoders. They must
@@ -45,6 +46,9 @@ func FuzzDecodeRecord(f *testing.F) {
 			e, err := decodeEntry(payload, true)
 			if err != nil {
 				return
+			}
+			if got, want := entrySize(e), proto.Size(e); got != want {
+				t.Fatalf("entrySize(%v) = %d, proto.Size = %d", e, got, want)
 			}
 			again = appendEntryRecord(nil, salt, e)
 		case recState:
