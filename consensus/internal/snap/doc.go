@@ -8,7 +8,7 @@
 //	defer w.Abort()              // no-op after Commit
 //	err = sm.WriteSnapshot(w)    // stream: the data is never held in memory
 //	err = w.Commit()             // durable and visible from here on
-//	// then record it in the WAL: wal.Log.SetSnapshot(meta)
+//	// then record it in the WAL: wal.Log.SetSnapshot(meta), and s.Keep(meta.GetIndex())
 //
 //	meta, rc, err := s.Open(index) // on restart, or to send to a follower
 //	defer rc.Close()
@@ -19,7 +19,8 @@
 //   - A snapshot is written to a temporary file, followed by a trailer with
 //     its length and CRC32C; Commit syncs the file, renames it to its final
 //     name (index-term.snap), syncs the directory, then deletes all but the
-//     newest Options.Retain snapshots. A crash leaves either the complete
+//     newest Options.Retain snapshots and the one protected by Keep (the
+//     WAL's current snapshot). A crash leaves either the complete
 //     file or none; leftover temporary files are removed by Open.
 //   - Every file starts with a versioned, checksummed header holding the
 //     snapshot metadata. Open and Latest check the header and the trailer

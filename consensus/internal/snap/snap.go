@@ -70,6 +70,18 @@ type Store struct {
 	dir  string
 	opts Options
 	mu   sync.Mutex // serializes Commit's rename and pruning
+	keep uint64     // index pruning never deletes (see Keep); guarded by mu
+}
+
+// Keep protects the snapshot at index from pruning, replacing the previous
+// protected index. Call it with the index of the WAL's snapshot marker after
+// opening and after every SetSnapshot: if a crash ever separates a Commit
+// from the SetSnapshot that records it, pruning would otherwise be free to
+// delete the one snapshot the WAL still points to.
+func (s *Store) Keep(index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keep = index
 }
 
 // Open opens the store in dir, creating dir if needed, and removes
@@ -283,7 +295,8 @@ func (s *Store) syncDir() error {
 	return nil
 }
 
-// prune deletes all but the newest Retain snapshots. Caller holds mu.
+// prune deletes all but the newest Retain snapshots and the one protected
+// by Keep. Caller holds mu.
 func (s *Store) prune() error {
 	files, err := s.list()
 	if err != nil {
@@ -293,6 +306,9 @@ func (s *Store) prune() error {
 		return nil
 	}
 	for _, e := range files[s.opts.Retain:] {
+		if e.index == s.keep {
+			continue
+		}
 		if err := os.Remove(filepath.Join(s.dir, e.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("snap: prune: %w", err)
 		}

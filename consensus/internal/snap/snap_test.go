@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -260,4 +261,55 @@ func TestRenamedFileIsCorrupt(t *testing.T) {
 
 func readRaw(dir string, index, term uint64) ([]byte, error) {
 	return os.ReadFile(filepath.Join(dir, fileName(index, term)))
+}
+
+func TestKeepProtectsFromPruning(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true, Retain: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, s, meta(10, 1), []byte("a"))
+	s.Keep(10) // the WAL points at 10; later commits are not yet recorded there
+	write(t, s, meta(20, 1), []byte("b"))
+	write(t, s, meta(30, 1), []byte("c"))
+	if got, want := files(t, dir), []string{fileName(10, 1), fileName(30, 1)}; !slices.Equal(got, want) {
+		t.Fatalf("files %v, want %v", got, want)
+	}
+	s.Keep(30)
+	write(t, s, meta(40, 2), []byte("d"))
+	if got, want := files(t, dir), []string{fileName(30, 1), fileName(40, 2)}; !slices.Equal(got, want) {
+		t.Fatalf("files %v, want %v", got, want)
+	}
+}
+
+func TestConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{NoSync: true, Retain: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			w, err := s.Create(meta(uint64(i+1), 1))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			w.Write(randomData(uint64(i), 5000))
+			if err := w.Commit(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := files(t, dir); len(got) != 3 {
+		t.Fatalf("files %v, want the 3 newest", got)
+	}
+	for i := 6; i <= 8; i++ {
+		if _, b, err := readAll(s, uint64(i)); err != nil || !bytes.Equal(b, randomData(uint64(i-1), 5000)) {
+			t.Fatalf("snapshot %d: %d bytes, %v", i, len(b), err)
+		}
+	}
 }
