@@ -52,12 +52,23 @@
 // a temporary name, synced and renamed, and the directory is synced. Compact
 // deletes whole segments whose entries are all covered by the snapshot.
 //
+// # Torn tail or corruption
+//
+// A write that did not complete is recognised by the assumption that every
+// 512-byte sector is either written or left as it was, and unwritten space
+// is zero (segments are preallocated, and repair zeroes what it cuts off).
+// Damage at the end of the last segment is cut off only if it has that
+// shape: the batch reaches zeros before its commit record, has an all-zero
+// sector, or runs past the end of a file that was cut short. Damage with
+// every byte written (a flipped bit) is ErrCorrupt, even in the last batch,
+// because that batch may have been acknowledged. Two cases are read as a torn
+// write although they may not be: a flipped bit in the last batch of the
+// log when that batch legitimately holds a whole zero sector, or when the bit
+// is in the 8-byte header of its commit record.
+//
 // # What it does not do
 //
 // It stores no snapshot data (see package snap), keeps one index record per
-// entry in memory (32 bytes), prepares no segment in the background (a
-// rollover costs a few fsyncs on the writing goroutine, once per segment),
-// and does not detect a bit flip in
-// the last acknowledged batch if that batch contains a whole zero sector,
-// which is read as a torn write.
+// entry in memory (32 bytes), and prepares no segment in the background: a
+// rollover (once per segment) costs two fsyncs on the writing goroutine.
 package wal
