@@ -164,7 +164,8 @@ type pendingRec struct {
 	t     recType
 	off   int64
 	size  int
-	ent   *raftpb.Entry
+	index uint64
+	term  uint64
 	hs    *raftpb.HardState
 	meta  *raftpb.SnapshotMetadata
 	flags byte
@@ -227,7 +228,7 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 		p := pendingRec{t: t, off: off, size: n}
 		switch t {
 		case recEntry:
-			p.ent, err = decodeEntry(payload, false)
+			p.index, p.term, err = checkEntry(payload)
 		case recState:
 			p.hs, err = decodeState(payload)
 		case recSnapshot:
@@ -293,8 +294,8 @@ func applyBatch(r *replayState, seg *segment, recs []pendingRec) {
 	for _, p := range recs {
 		switch p.t {
 		case recEntry:
-			r.entry(p.ent.GetIndex(), p.ent.GetTerm(), loc{seg: seg, off: p.off, size: uint32(p.size)})
-			seg.maxIndex = max(seg.maxIndex, p.ent.GetIndex())
+			r.entry(p.index, p.term, loc{seg: seg, off: p.off, size: uint32(p.size)})
+			seg.maxIndex = max(seg.maxIndex, p.index)
 		case recState:
 			r.hs = p.hs
 		case recSnapshot:
