@@ -44,7 +44,8 @@
 // # On disk
 //
 // The directory holds a LOCK file and segment files named by sequence number
-// (0000000000000001.wal, ...). A segment is preallocated, starts with a
+// (0000000000000001.wal, ...). A segment is preallocated in the
+// background, starts with a
 // versioned header and a head batch that repeats the current hard state and
 // snapshot marker, and then holds batches of 8-byte-aligned records, each
 // with a CRC32C seeded by a per-segment random salt; every batch ends in a
@@ -68,7 +69,13 @@
 //
 // # What it does not do
 //
-// It stores no snapshot data (see package snap), keeps one index record per
-// entry in memory (32 bytes), and prepares no segment in the background: a
-// rollover (once per segment) costs two fsyncs on the writing goroutine.
+// It stores no snapshot data (see package snap) and keeps one index record
+// per entry in memory (32 bytes). A rollover (once per segment) still costs
+// two fsyncs on the writing goroutine (the new segment's head, the
+// directory); the space is allocated ahead of time.
+//
+// # Goroutines
+//
+// Open starts one goroutine that keeps the next segment file preallocated
+// and synced; Close stops it and removes the unused file.
 package wal

@@ -151,6 +151,8 @@ type Log struct {
 	stats      Stats
 
 	cacheHits, cacheMisses atomic.Uint64 // updated by readers under the read lock
+
+	prep *preparer // nil until replay is done; guarded by wmu
 }
 
 // Open opens the log in dir, creating dir if needed, and replays it. It takes
@@ -201,6 +203,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.closeFiles()
 		return nil, err
 	}
+	l.startPreparer()
 	return l, nil
 }
 
@@ -425,6 +428,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.stopPreparer()
 	var err error
 	if len(l.segs) > 0 && l.active().dirty && !l.opts.NoSync && l.failed == nil {
 		err = fdatasync(l.active().f) // batches written by Save without sync
@@ -572,21 +576,22 @@ func segmentName(seq uint64) string { return fmt.Sprintf("%016x.wal", seq) }
 func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
 	name := segmentName(seq)
 	path := filepath.Join(l.dir, name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	pf, err := l.takePrepared()
 	if err != nil {
-		return nil, fmt.Errorf("wal: create segment: %w", err)
+		if l.prep != nil {
+			l.opts.Logger.Warn("wal: segment preparation failed; creating it directly", "err", err)
+		}
+		if pf = l.prepareFile(); pf.err != nil {
+			return nil, pf.err
+		}
 	}
+	f, tmp := pf.f, pf.path
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp)
+			pf.discard()
 		}
 	}()
-	if err := preallocate(f, l.opts.SegmentBytes); err != nil {
-		return nil, fmt.Errorf("wal: preallocate %s: %w", tmp, err)
-	}
 	h := segHeader{salt: rand.Uint32(), seq: seq, firstBatch: batch, baseIndex: baseIndex}
 	buf := h.encode()
 	count := uint32(0)

@@ -343,6 +343,10 @@ func TestLockAndClose(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
+	// Close removes the file prepared for the next segment.
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(m) != 0 {
+		t.Fatalf("temporary files left after Close: %v", m)
+	}
 	calls := map[string]func() error{
 		"Append":       func() error { return l.Append(ents(4, 4, 1), nil) },
 		"SetSnapshot":  func() error { return l.SetSnapshot(meta(2, 1)) },
