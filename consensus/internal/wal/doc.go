@@ -9,13 +9,14 @@
 //	defer l.Close()
 //	// raft.Config.Storage = l
 //	// for every Ready, in order:
-//	//   if snapshot: write its data (package snap), then l.SetSnapshot(&rd.Snapshot.Metadata)
-//	//   l.Save(rd.Entries, &rd.HardState, rd.MustSync) // durable on return when synced: one fsync
+//	//   if rd.Snapshot != nil: write its data (package snap), then l.SetSnapshot(rd.Snapshot.GetMetadata())
+//	//   l.Save(rd.Entries, rd.HardState, rd.MustSync) // durable on return when synced: one fsync
 //	//   ... send messages, apply, Advance
 //	// after a local snapshot at index i: l.SetSnapshot(meta) then l.Compact(i - keep)
 //
-// The raftpb types are passed by pointer, as raft's Ready carries them: the
-// protobuf structs must not be copied.
+// The raftpb types are passed by pointer, exactly as raft's Ready carries
+// them (Entries []*raftpb.Entry, a nil-able *raftpb.HardState): protobuf
+// structs must not be copied.
 //
 // # Guarantees
 //
