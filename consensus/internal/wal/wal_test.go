@@ -490,3 +490,51 @@ func sum(xs []uint64) uint64 {
 	}
 	return n
 }
+
+// TestOpenVerifiesCommitIndex: a hard state whose commit index is beyond
+// the last entry (raft would panic on it later) is reported at Open.
+func TestOpenVerifiesCommitIndex(t *testing.T) {
+	dir := t.TempDir()
+	h := segHeader{salt: 5, seq: 1, firstBatch: 1}
+	b := h.encode()
+	b = appendCommitRecord(b, h.salt, 1, 0) // head batch
+	b = appendEntryRecord(b, h.salt, ent(1, 1))
+	b = appendStateRecord(b, h.salt, hardState(1, 1, 2))
+	b = appendCommitRecord(b, h.salt, 2, 2)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, testOptions())
+	wantErr(t, "Open with commit 2 and last index 1", err, ErrCorrupt)
+
+	// The same log with commit 1 opens.
+	b = h.encode()
+	b = appendCommitRecord(b, h.salt, 1, 0)
+	b = appendEntryRecord(b, h.salt, ent(1, 1))
+	b = appendStateRecord(b, h.salt, hardState(1, 1, 1))
+	b = appendCommitRecord(b, h.salt, 2, 2)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := mustOpen(t, dir, testOptions())
+	checkLog(t, l, 0, 0, ents(1, 1, 1))
+	checkHardState(t, l, hardState(1, 1, 1))
+}
+
+// TestOpenRejectsBatchSequenceGap: a batch whose sequence number does not
+// follow the previous one is corruption, even with valid checksums.
+func TestOpenRejectsBatchSequenceGap(t *testing.T) {
+	dir := t.TempDir()
+	h := segHeader{salt: 5, seq: 1, firstBatch: 1}
+	b := h.encode()
+	b = appendCommitRecord(b, h.salt, 1, 0)
+	b = appendEntryRecord(b, h.salt, ent(1, 1))
+	b = appendCommitRecord(b, h.salt, 3, 1) // batch 2 is missing
+	b = appendEntryRecord(b, h.salt, ent(2, 1))
+	b = appendCommitRecord(b, h.salt, 4, 1)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, testOptions())
+	wantErr(t, "Open with a batch sequence gap", err, ErrCorrupt)
+}
