@@ -23,7 +23,9 @@
 //   - Append, SetSnapshot and Compact are durable when they return nil. One
 //     Append is one batch written with a single write and one fdatasync
 //     (group commit); a batch is replayed entirely or not at all. Save
-//     makes the fsync optional for Readys that do not need one.
+//     takes a Ready's MustSync: a change of the commit index alone is kept
+//     in memory until the next write (a crash may bring back the previous
+//     commit index, which raft tolerates).
 //   - Appending at an index at or below the last index replaces that entry
 //     and everything after it, crash-safely: on replay the latest record for
 //     an index wins.

@@ -113,7 +113,6 @@ type segment struct {
 	salt     uint32
 	size     int64  // end of the last intact batch: where the next write goes
 	headSize int64  // end of the head batch
-	dirty    bool   // holds batches written by Save without sync
 	maxIndex uint64 // highest entry index written into the segment
 }
 
@@ -143,6 +142,7 @@ type Log struct {
 	segs       []*segment // oldest first; the last one is written
 	nextBatch  uint64
 	hs         *raftpb.HardState
+	hsPending  bool // hs holds a commit index not yet written (Save without sync)
 	snap       *raftpb.SnapshotMetadata
 	dummyIndex uint64 // index of the entry before the first one
 	dummyTerm  uint64
@@ -222,10 +222,13 @@ func (l *Log) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
 	return l.Save(ents, hs, true)
 }
 
-// Save is Append with the fsync made optional: pass a raft Ready's MustSync.
-// With sync false the batch is written but durable only once a later
-// synced write returns (raft needs no sync when only the commit index
-// changed). A crash may then lose it, and replay cuts it off as a torn tail.
+// Save is Append for a raft Ready: pass rd.Entries, rd.HardState and
+// rd.MustSync. Raft sets MustSync false only when nothing but the commit
+// index changed; Save then keeps the new hard state in memory (InitialState
+// reports it) and writes it with the next batch or at Close, so a crash may
+// bring back the previous commit index, which raft tolerates. In every
+// other case Save writes and syncs like Append: nothing unsynced is ever
+// left in the log, which keeps torn-tail detection exact.
 func (l *Log) Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -263,6 +266,16 @@ func (l *Log) Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error 
 	if hasHS && hs.GetCommit() > newLast {
 		return fmt.Errorf("wal: hard state commit %d beyond last index %d: %w", hs.GetCommit(), newLast, ErrInvalid)
 	}
+	if !sync && len(ents) == 0 && hs.GetTerm() == l.hs.GetTerm() && hs.GetVote() == l.hs.GetVote() {
+		l.mu.Lock()
+		l.hs = proto.Clone(hs).(*raftpb.HardState)
+		l.hsPending = true
+		l.mu.Unlock()
+		return nil
+	}
+	if !hasHS && l.hsPending {
+		hs, hasHS = l.hs, true
+	}
 
 	size := recordSize(statePayloadSize) + recordSize(commitPayloadSize)
 	for _, e := range ents {
@@ -284,7 +297,7 @@ func (l *Log) Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error 
 		count++
 	}
 	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, count)
-	if err := l.writeBatch(seg, buf, sync); err != nil {
+	if err := l.writeBatch(seg, buf); err != nil {
 		return err
 	}
 
@@ -305,6 +318,7 @@ func (l *Log) Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error 
 	}
 	if hasHS {
 		l.hs = proto.Clone(hs).(*raftpb.HardState)
+		l.hsPending = false
 	}
 	l.stats.Appends++
 	return nil
@@ -352,7 +366,7 @@ func (l *Log) SetSnapshot(meta *raftpb.SnapshotMetadata) error {
 		return err
 	}
 	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1)
-	if err := l.writeBatch(seg, buf, true); err != nil {
+	if err := l.writeBatch(seg, buf); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -417,8 +431,8 @@ func (l *Log) Compact(index uint64) error {
 	return nil
 }
 
-// Close syncs batches written by Save without sync, then releases the
-// files and the directory lock. It is idempotent.
+// Close writes a hard state kept in memory by Save without sync, then
+// releases the files and the directory lock. It is idempotent.
 func (l *Log) Close() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -430,8 +444,14 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.stopPreparer()
 	var err error
-	if len(l.segs) > 0 && l.active().dirty && !l.opts.NoSync && l.failed == nil {
-		err = fdatasync(l.active().f) // batches written by Save without sync
+	if l.hsPending && l.failed == nil && len(l.segs) > 0 {
+		// Persist a commit index kept in memory by Save without sync.
+		seg := l.active()
+		buf := appendStateRecord(nil, seg.salt, l.hs)
+		buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1)
+		if _, err = seg.f.WriteAt(buf, seg.size); err == nil && !l.opts.NoSync {
+			err = fdatasync(seg.f)
+		}
 	}
 	return errors.Join(err, l.closeFiles())
 }
@@ -479,7 +499,7 @@ func (l *Log) hook(p crashPoint) {
 }
 
 // writeBatch writes an encoded batch at the end of seg and syncs it.
-func (l *Log) writeBatch(seg *segment, buf []byte, sync bool) error {
+func (l *Log) writeBatch(seg *segment, buf []byte) error {
 	if cap(buf) <= 4<<20 {
 		l.buf = buf[:0]
 	} else {
@@ -488,13 +508,10 @@ func (l *Log) writeBatch(seg *segment, buf []byte, sync bool) error {
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
 		return l.fail(fmt.Errorf("wal: write %s: %w", seg.path, err))
 	}
-	if sync {
-		l.hook(crashPoint{kind: "write", path: seg.path, off: seg.size, end: seg.size + int64(len(buf))})
-		if err := l.sync(seg.f); err != nil {
-			return l.fail(fmt.Errorf("wal: sync %s: %w", seg.path, err))
-		}
+	l.hook(crashPoint{kind: "write", path: seg.path, off: seg.size, end: seg.size + int64(len(buf))})
+	if err := l.sync(seg.f); err != nil {
+		return l.fail(fmt.Errorf("wal: sync %s: %w", seg.path, err))
 	}
-	seg.dirty = !sync
 	l.mu.Lock()
 	seg.size += int64(len(buf))
 	l.nextBatch++
@@ -543,17 +560,11 @@ func (l *Log) maybeCut(n int64) error {
 		return nil
 	}
 	// Seal: drop the preallocated tail so the segment ends at its last
-	// batch. Whether the new size reaches the disk does not matter (replay
-	// accepts zeros after the last batch), but unsynced batches must be
-	// durable before the next segment exists.
+	// batch. Every batch is already durable, and whether the new size
+	// reaches the disk does not matter: replay accepts zeros after the last
+	// batch.
 	if err := seg.f.Truncate(seg.size); err != nil {
 		return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
-	}
-	if seg.dirty {
-		if err := l.sync(seg.f); err != nil {
-			return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
-		}
-		seg.dirty = false
 	}
 	next, err := l.createSegment(seg.seq+1, l.nextBatch, l.dummyIndex+uint64(len(l.locs)))
 	if err != nil {

@@ -458,29 +458,49 @@ func TestSaveWithoutSync(t *testing.T) {
 	dir := t.TempDir()
 	l := mustOpen(t, dir, Options{SegmentBytes: 64 << 10}) // real fsyncs
 	mustAppend(t, l, ents(1, 3, 1), hardState(1, 1, 1))
-	before := l.Stats().Fsyncs
-	if before == 0 {
+	before := l.Stats()
+	if before.Fsyncs == 0 {
 		t.Fatal("Append did not fsync")
 	}
 	// A commit-only change: raft's Ready.MustSync is false.
 	if err := l.Save(nil, hardState(1, 1, 3), false); err != nil {
 		t.Fatal(err)
 	}
-	if got := l.Stats().Fsyncs; got != before {
-		t.Fatalf("Save(sync=false) fsynced: %d -> %d", before, got)
+	if got := l.Stats(); got.Fsyncs != before.Fsyncs || got.BytesWritten != before.BytesWritten {
+		t.Fatalf("Save(sync=false) wrote or synced: %+v -> %+v", before, got)
 	}
 	checkHardState(t, l, hardState(1, 1, 3))
-	mustAppend(t, l, ents(4, 4, 1), nil)
-	if got := l.Stats().Fsyncs; got != before+1 {
-		t.Fatalf("Append after Save: fsyncs %d, want %d", got, before+1)
+	// A crash now brings back the previous commit index.
+	crashed := mustOpen(t, copyDir(t, dir), testOptions())
+	checkHardState(t, crashed, hardState(1, 1, 1))
+
+	// A term change is never deferred, even with sync false.
+	if err := l.Save(nil, hardState(2, 0, 3), false); err != nil {
+		t.Fatal(err)
 	}
+	if got := l.Stats().Fsyncs; got != before.Fsyncs+1 {
+		t.Fatalf("Save of a new term: fsyncs %d, want %d", got, before.Fsyncs+1)
+	}
+	// The next Append carries a deferred commit index.
+	if err := l.Save(nil, hardState(2, 0, 3), false); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l, ents(4, 4, 2), nil)
 	if s := l.Stats(); s.FsyncTotal <= 0 || s.FsyncMax <= 0 || s.FsyncMax > s.FsyncTotal || sum(s.FsyncHistogram[:]) != s.Fsyncs {
 		t.Fatalf("fsync latency stats inconsistent: %+v", s)
 	}
+	crashed.Close()
+	crashed = mustOpen(t, copyDir(t, dir), testOptions())
+	checkHardState(t, crashed, hardState(2, 0, 3))
+	checkLog(t, crashed, 0, 0, append(ents(1, 3, 1), ents(4, 4, 2)...))
+
+	// Close writes a deferred commit index.
+	if err := l.Save(nil, hardState(2, 0, 4), false); err != nil {
+		t.Fatal(err)
+	}
 	l.Close()
 	l = mustOpen(t, dir, testOptions())
-	checkLog(t, l, 0, 0, ents(1, 4, 1))
-	checkHardState(t, l, hardState(1, 1, 3))
+	checkHardState(t, l, hardState(2, 0, 4))
 }
 
 func sum(xs []uint64) uint64 {

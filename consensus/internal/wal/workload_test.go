@@ -26,6 +26,7 @@ type op struct {
 	hs      *raftpb.HardState
 	snap    *raftpb.SnapshotMetadata
 	compact uint64
+	nosync  bool // Save with sync false (a deferred commit index)
 }
 
 // nextOp draws an operation that is valid for the state m, the way raft
@@ -68,7 +69,10 @@ func nextOp(m *model, choose chooser, allowReopen bool) op {
 			commit := uint64(choose("commit", int(m.hs.GetCommit()), int(max(newLast, m.hs.GetCommit()))))
 			hs = hardState(max(term, m.hs.GetTerm()), uint64(choose("vote", 0, 3)), commit)
 		}
-		return op{kind: opAppend, ents: es, hs: hs}
+		// Without reopen there is no clean Close to write a deferred commit
+		// index, and crash images would not hold it: sync everything then.
+		nosync := allowReopen && choose("nosync", 0, 3) == 0
+		return op{kind: opAppend, ents: es, hs: hs, nosync: nosync}
 	case k == 6:
 		cur := m.snap.GetIndex()
 		if choose("received", 0, 2) == 0 {
@@ -98,7 +102,7 @@ func (o op) apply(l *Log, m *model) error {
 	var err error
 	switch o.kind {
 	case opAppend:
-		err = l.Append(o.ents, o.hs)
+		err = l.Save(o.ents, o.hs, !o.nosync)
 	case opSnapshot:
 		err = l.SetSnapshot(o.snap)
 	case opCompact:
