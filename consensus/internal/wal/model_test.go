@@ -3,7 +3,6 @@ package wal
 import (
 	"fmt"
 	"slices"
-	"testing"
 
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -113,11 +112,4 @@ func (m *model) diff(l *Log) string {
 		return fmt.Sprintf("snapshot %v, model %v", sm, m.snap)
 	}
 	return ""
-}
-
-func (m *model) check(t testing.TB, l *Log) {
-	t.Helper()
-	if d := m.diff(l); d != "" {
-		t.Fatal(d)
-	}
 }
