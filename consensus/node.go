@@ -718,13 +718,16 @@ func (n *Node) handleReady() error {
 			return fmt.Errorf("consensus: persist snapshot: %w", err)
 		}
 	}
-	if len(rd.Entries) > 0 || (rd.HardState != nil && rd.MustSync) || !raft.IsEmptySnap(rd.Snapshot) {
+	if len(rd.Entries) > 0 || rd.HardState != nil || !raft.IsEmptySnap(rd.Snapshot) {
+		sync := rd.MustSync || len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot)
 		start := time.Now()
-		if err := n.logs.Append(rd.Entries, n.lastHS); err != nil {
+		if err := n.logs.Save(rd.Entries, n.lastHS, sync); err != nil {
 			return fmt.Errorf("consensus: persist log: %w", err)
 		}
-		n.persistedCommit = n.lastHS.GetCommit()
-		n.stats.observeSync(time.Since(start), len(rd.Entries))
+		if sync {
+			n.persistedCommit = n.lastHS.GetCommit()
+			n.stats.observeSync(time.Since(start), len(rd.Entries))
+		}
 	}
 	confs := n.applyConfChanges(rd.CommittedEntries)
 	if !leader {

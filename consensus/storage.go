@@ -18,6 +18,9 @@ type logStore interface {
 	// Append makes ents and hs durable (one sync per call), first discarding
 	// any stored entries at or after ents[0].Index.
 	Append(ents []*raftpb.Entry, hs *raftpb.HardState) error
+	// Save is Append for a Ready: with sync false (raft's MustSync false:
+	// only the commit index changed) it may defer writing hs.
+	Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error
 	// SetSnapshot records that a snapshot at meta is durable in the snapshot
 	// store; entries the snapshot covers become unavailable and, if the log
 	// does not contain meta's index and term, the whole log is discarded.
@@ -96,6 +99,10 @@ func (l *memLog) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
 		return l.ms.SetHardState(hs)
 	}
 	return nil
+}
+
+func (l *memLog) Save(ents []*raftpb.Entry, hs *raftpb.HardState, _ bool) error {
+	return l.Append(ents, hs)
 }
 
 func (l *memLog) SetSnapshot(meta *raftpb.SnapshotMetadata) error {
