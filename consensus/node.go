@@ -530,6 +530,14 @@ func (n *Node) runRaft() {
 		n.stop()
 		n.failPending()
 	}()
+	defer func() {
+		// raft panics when it finds its log inconsistent with what it
+		// acknowledged (a log damaged on disk). Stop this node, not the
+		// process.
+		if r := recover(); r != nil {
+			n.fail(fmt.Errorf("consensus: raft: %v: %w", r, ErrCorrupt))
+		}
+	}()
 	ticker := n.cfg.Clock.NewTimer(n.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
