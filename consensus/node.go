@@ -189,7 +189,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	n.epoch = binary.LittleEndian.Uint64(eb[:])
 
 	if c.Memory != nil {
-		n.logs, n.snaps = c.Memory.log, c.Memory
+		n.logs, n.snaps = c.Memory.log, c.Memory.snaps
 	} else {
 		ls, ss, err := openDisk(c)
 		if err != nil {
