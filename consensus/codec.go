@@ -1,0 +1,458 @@
+package consensus
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+)
+
+// Entry payload layout (version 1), all integers little-endian:
+//
+//	kind  byte     entryCommand or entryConfChange
+//	flags byte     bit 0: a request id follows
+//	epoch uint64   random per node incarnation
+//	seq   uint64   proposal number within the epoch
+//	[reqLen uvarint, req bytes]   if flag bit 0
+//	rest           command bytes (entryCommand) or member list (entryConfChange)
+const (
+	entryCommand    byte = 1
+	entryConfChange byte = 2
+
+	flagRequestID byte = 1
+
+	entryHeaderLen  = 2 + 8 + 8
+	maxRequestIDLen = 1024
+	maxAddrLen      = 4096
+	maxMembers      = 1 << 16
+)
+
+var errMalformed = errors.New("consensus: malformed encoding")
+
+// entryHeader is the decoded prefix of an entry written by this package.
+type entryHeader struct {
+	kind  byte
+	epoch uint64
+	seq   uint64
+	reqID string
+}
+
+func encodeEntry(h entryHeader, body []byte) []byte {
+	n := entryHeaderLen + len(body)
+	if h.reqID != "" {
+		n += binary.MaxVarintLen64 + len(h.reqID)
+	}
+	b := make([]byte, 2, n)
+	b[0] = h.kind
+	if h.reqID != "" {
+		b[1] = flagRequestID
+	}
+	b = binary.LittleEndian.AppendUint64(b, h.epoch)
+	b = binary.LittleEndian.AppendUint64(b, h.seq)
+	if h.reqID != "" {
+		b = binary.AppendUvarint(b, uint64(len(h.reqID)))
+		b = append(b, h.reqID...)
+	}
+	return append(b, body...)
+}
+
+// decodeEntry splits an entry payload into its header and body. The body
+// aliases data.
+func decodeEntry(data []byte) (entryHeader, []byte, error) {
+	var h entryHeader
+	if len(data) < entryHeaderLen {
+		return h, nil, fmt.Errorf("%w: entry of %d bytes", errMalformed, len(data))
+	}
+	h.kind = data[0]
+	if h.kind != entryCommand && h.kind != entryConfChange {
+		return h, nil, fmt.Errorf("%w: entry kind %d", errMalformed, h.kind)
+	}
+	flags := data[1]
+	if flags&^flagRequestID != 0 {
+		return h, nil, fmt.Errorf("%w: entry flags %#x", errMalformed, flags)
+	}
+	h.epoch = binary.LittleEndian.Uint64(data[2:])
+	h.seq = binary.LittleEndian.Uint64(data[10:])
+	rest := data[entryHeaderLen:]
+	if flags&flagRequestID != 0 {
+		l, n := binary.Uvarint(rest)
+		if n <= 0 || n != uvarintLen(l) || l == 0 || l > maxRequestIDLen || l > uint64(len(rest)-n) {
+			return h, nil, fmt.Errorf("%w: request id", errMalformed)
+		}
+		h.reqID = string(rest[n : n+int(l)])
+		rest = rest[n+int(l):]
+	}
+	return h, rest, nil
+}
+
+// uvarintLen is the length of l's canonical (shortest) encoding.
+func uvarintLen(l uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], l)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// encodeMembers encodes a member list (conf change bodies, snapshot headers).
+func encodeMembers(b []byte, ms []Member) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ms)))
+	for _, m := range ms {
+		b = binary.AppendUvarint(b, m.ID)
+		l := byte(0)
+		if m.Learner {
+			l = 1
+		}
+		b = append(b, l)
+		b = appendString(b, m.Addr)
+	}
+	return b
+}
+
+// byteReader is what the decoders read from: bufio.Reader or bytes.Reader.
+type byteReader interface {
+	io.Reader
+	io.ByteReader
+}
+
+func readUvarint(r byteReader, max uint64, what string) (uint64, error) {
+	v, err := binary.ReadUvarint(r)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", errMalformed, what, err)
+	}
+	if v > max {
+		return 0, fmt.Errorf("%w: %s %d exceeds %d", errMalformed, what, v, max)
+	}
+	return v, nil
+}
+
+func readBytes(r byteReader, max uint64, what string) ([]byte, error) {
+	n, err := readUvarint(r, max, what+" length")
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errMalformed, what, err)
+	}
+	return b, nil
+}
+
+func decodeMembers(r byteReader) ([]Member, error) {
+	n, err := readUvarint(r, maxMembers, "member count")
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]Member, 0, min(n, 64))
+	for range n {
+		id, err := readUvarint(r, ^uint64(0), "member id")
+		if err != nil {
+			return nil, err
+		}
+		if id == 0 {
+			return nil, fmt.Errorf("%w: member id 0", errMalformed)
+		}
+		l, err := r.ReadByte()
+		if err != nil || l > 1 {
+			return nil, fmt.Errorf("%w: learner flag", errMalformed)
+		}
+		addr, err := readBytes(r, maxAddrLen, "address")
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, Member{ID: id, Learner: l == 1, Addr: string(addr)})
+	}
+	return ms, nil
+}
+
+// Snapshot stream layout (version 1): magic, flags, replicated node state
+// (members, request-id window, proposal sessions), then the state machine's
+// own stream until EOF.
+var snapMagic = [4]byte{'d', 'k', 's', '1'}
+
+const snapFlagNoUserData byte = 1
+
+// replicated is the part of the replicated state the node keeps on behalf of
+// the application: member addresses, the request-id dedup window, and the
+// per-proposer windows that make duplicated proposals apply once.
+type replicated struct {
+	members []Member
+	dedup   *dedupWindow
+	sess    *sessions
+}
+
+func encodeSnapshotHeader(rs replicated, noUserData bool) []byte {
+	b := append([]byte(nil), snapMagic[:]...)
+	flags := byte(0)
+	if noUserData {
+		flags |= snapFlagNoUserData
+	}
+	b = append(b, flags)
+	b = encodeMembers(b, rs.members)
+	b = rs.dedup.appendTo(b)
+	b = rs.sess.appendTo(b)
+	return b
+}
+
+// decodeSnapshotHeader reads the header from r, leaving r at the start of
+// the state machine's stream.
+func decodeSnapshotHeader(r byteReader, maxResult int) (replicated, bool, error) {
+	var rs replicated
+	var magic [4]byte
+	if _, err := io.ReadFull(r, magic[:]); err != nil {
+		return rs, false, fmt.Errorf("%w: snapshot magic: %v", errMalformed, err)
+	}
+	if magic != snapMagic {
+		return rs, false, fmt.Errorf("%w: snapshot magic %q", errMalformed, magic[:])
+	}
+	flags, err := r.ReadByte()
+	if err != nil || flags&^snapFlagNoUserData != 0 {
+		return rs, false, fmt.Errorf("%w: snapshot flags", errMalformed)
+	}
+	if rs.members, err = decodeMembers(r); err != nil {
+		return rs, false, err
+	}
+	if rs.dedup, err = readDedupWindow(r, maxResult); err != nil {
+		return rs, false, err
+	}
+	if rs.sess, err = readSessions(r); err != nil {
+		return rs, false, err
+	}
+	return rs, flags&snapFlagNoUserData != 0, nil
+}
+
+// dedupWindow remembers the outcome of the last max commands that carried a
+// request id, evicting in log order so every member evicts the same ids.
+type dedupWindow struct {
+	max   int
+	order []string // FIFO of ids, oldest first
+	res   map[string]dedupResult
+}
+
+type dedupResult struct {
+	index  uint64
+	result []byte
+	errMsg string
+	isErr  bool
+}
+
+func newDedupWindow(max int) *dedupWindow {
+	return &dedupWindow{max: max, res: make(map[string]dedupResult)}
+}
+
+func (d *dedupWindow) get(id string) (dedupResult, bool) {
+	r, ok := d.res[id]
+	return r, ok
+}
+
+func (d *dedupWindow) put(id string, r dedupResult) {
+	if _, ok := d.res[id]; ok {
+		return
+	}
+	d.res[id] = r
+	d.order = append(d.order, id)
+	for len(d.order) > d.max {
+		delete(d.res, d.order[0])
+		d.order[0] = ""
+		d.order = d.order[1:]
+	}
+}
+
+func (d *dedupWindow) appendTo(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(d.order)))
+	for _, id := range d.order {
+		r := d.res[id]
+		b = appendString(b, id)
+		b = binary.AppendUvarint(b, r.index)
+		if r.isErr {
+			b = append(b, 1)
+			b = appendString(b, r.errMsg)
+		} else {
+			b = append(b, 0)
+			b = appendBytes(b, r.result)
+		}
+	}
+	return b
+}
+
+func readDedupWindow(r byteReader, maxResult int) (*dedupWindow, error) {
+	n, err := readUvarint(r, 1<<24, "dedup count")
+	if err != nil {
+		return nil, err
+	}
+	d := &dedupWindow{res: make(map[string]dedupResult, min(n, 1024))}
+	for range n {
+		id, err := readBytes(r, maxRequestIDLen, "request id")
+		if err != nil {
+			return nil, err
+		}
+		var res dedupResult
+		if res.index, err = readUvarint(r, ^uint64(0), "dedup index"); err != nil {
+			return nil, err
+		}
+		kind, err := r.ReadByte()
+		if err != nil || kind > 1 {
+			return nil, fmt.Errorf("%w: dedup kind", errMalformed)
+		}
+		v, err := readBytes(r, uint64(maxResult), "dedup result")
+		if err != nil {
+			return nil, err
+		}
+		if kind == 1 {
+			res.isErr, res.errMsg = true, string(v)
+		} else {
+			res.result = v
+		}
+		if _, dup := d.res[string(id)]; dup {
+			return nil, fmt.Errorf("%w: duplicate request id in snapshot", errMalformed)
+		}
+		d.res[string(id)] = res
+		d.order = append(d.order, string(id))
+	}
+	return d, nil
+}
+
+// sessions makes a proposal that the network delivered twice (a duplicated
+// forward) apply once. Each proposer incarnation (epoch) numbers its
+// proposals; the window remembers which numbers above a floor were applied.
+// Numbers at or below the floor that were not seen are refused. Every
+// member makes the same decisions because they depend only on the log.
+type sessions struct {
+	byEpoch map[uint64]*session
+	clock   uint64 // bumped per use, for LRU eviction of whole epochs
+}
+
+type session struct {
+	floor uint64 // every seq <= floor counts as applied
+	seen  map[uint64]struct{}
+	used  uint64
+}
+
+const (
+	sessionWindow = 1 << 14
+	maxSessions   = 1024
+)
+
+func newSessions() *sessions { return &sessions{byEpoch: make(map[uint64]*session)} }
+
+// admit reports whether (epoch, seq) is new, recording it if so.
+func (s *sessions) admit(epoch, seq uint64) bool {
+	s.clock++
+	se := s.byEpoch[epoch]
+	if se == nil {
+		if len(s.byEpoch) >= maxSessions {
+			s.evict()
+		}
+		se = &session{seen: make(map[uint64]struct{})}
+		if seq > sessionWindow {
+			se.floor = seq - sessionWindow
+		}
+		s.byEpoch[epoch] = se
+	}
+	se.used = s.clock
+	if seq <= se.floor {
+		return false
+	}
+	if _, ok := se.seen[seq]; ok {
+		return false
+	}
+	se.seen[seq] = struct{}{}
+	if seq > se.floor+2*sessionWindow {
+		nf := seq - sessionWindow
+		for k := range se.seen {
+			if k <= nf {
+				delete(se.seen, k)
+			}
+		}
+		se.floor = nf
+	}
+	return true
+}
+
+func (s *sessions) evict() {
+	var oldest uint64
+	first := true
+	var victim uint64
+	for e, se := range s.byEpoch {
+		if first || se.used < oldest || (se.used == oldest && e < victim) {
+			oldest, victim, first = se.used, e, false
+		}
+	}
+	delete(s.byEpoch, victim)
+}
+
+func (s *sessions) appendTo(b []byte) []byte {
+	b = binary.AppendUvarint(b, s.clock)
+	epochs := make([]uint64, 0, len(s.byEpoch))
+	for e := range s.byEpoch {
+		epochs = append(epochs, e)
+	}
+	sort.Slice(epochs, func(i, j int) bool { return epochs[i] < epochs[j] })
+	b = binary.AppendUvarint(b, uint64(len(epochs)))
+	for _, e := range epochs {
+		se := s.byEpoch[e]
+		b = binary.LittleEndian.AppendUint64(b, e)
+		b = binary.AppendUvarint(b, se.floor)
+		b = binary.AppendUvarint(b, se.used)
+		seqs := make([]uint64, 0, len(se.seen))
+		for k := range se.seen {
+			seqs = append(seqs, k)
+		}
+		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+		b = binary.AppendUvarint(b, uint64(len(seqs)))
+		for _, k := range seqs {
+			b = binary.AppendUvarint(b, k-se.floor)
+		}
+	}
+	return b
+}
+
+func readSessions(r byteReader) (*sessions, error) {
+	s := newSessions()
+	var err error
+	if s.clock, err = readUvarint(r, ^uint64(0), "session clock"); err != nil {
+		return nil, err
+	}
+	n, err := readUvarint(r, maxSessions, "session count")
+	if err != nil {
+		return nil, err
+	}
+	for range n {
+		var eb [8]byte
+		if _, err := io.ReadFull(r, eb[:]); err != nil {
+			return nil, fmt.Errorf("%w: session epoch: %v", errMalformed, err)
+		}
+		se := &session{seen: make(map[uint64]struct{})}
+		if se.floor, err = readUvarint(r, ^uint64(0), "session floor"); err != nil {
+			return nil, err
+		}
+		if se.used, err = readUvarint(r, ^uint64(0), "session use"); err != nil {
+			return nil, err
+		}
+		m, err := readUvarint(r, 2*sessionWindow, "session size")
+		if err != nil {
+			return nil, err
+		}
+		for range m {
+			d, err := readUvarint(r, ^uint64(0)-se.floor, "session seq")
+			if err != nil {
+				return nil, err
+			}
+			se.seen[se.floor+d] = struct{}{}
+		}
+		s.byEpoch[binary.LittleEndian.Uint64(eb[:])] = se
+	}
+	return s, nil
+}
+
+// newSnapshotReader wraps a snapshot stream for header decoding.
+func newSnapshotReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, 64<<10) }

@@ -1,0 +1,202 @@
+package consensus
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+	"pgregory.net/rapid"
+)
+
+func TestEntryRoundTrip(t *testing.T) {
+	tests := []struct {
+		h    entryHeader
+		body []byte
+	}{
+		{entryHeader{kind: entryCommand, epoch: 1, seq: 2}, []byte("cmd")},
+		{entryHeader{kind: entryCommand, epoch: ^uint64(0), seq: 0, reqID: "r"}, nil},
+		{entryHeader{kind: entryConfChange, epoch: 7, seq: 9}, encodeMembers(nil, []Member{{ID: 4, Addr: "a:1", Learner: true}})},
+	}
+	for _, tt := range tests {
+		b := encodeEntry(tt.h, tt.body)
+		h, body, err := decodeEntry(b)
+		if err != nil || h != tt.h || !bytes.Equal(body, tt.body) {
+			t.Fatalf("decode(encode(%+v)) = %+v %q %v", tt.h, h, body, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {1}, make([]byte, 17), append([]byte{9, 0}, make([]byte, 16)...), append([]byte{1, 2}, make([]byte, 16)...), append([]byte{1, 1}, make([]byte, 16)...)} {
+		if _, _, err := decodeEntry(bad); err == nil {
+			t.Fatalf("decodeEntry(%x) accepted malformed input", bad)
+		}
+	}
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add(encodeEntry(entryHeader{kind: entryCommand, epoch: 1, seq: 2, reqID: "id"}, []byte("x")))
+	f.Add(encodeEntry(entryHeader{kind: entryConfChange, epoch: 3, seq: 4}, encodeMembers(nil, []Member{{ID: 1, Addr: "h"}})))
+	f.Add([]byte{})
+	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, body, err := decodeEntry(data)
+		if err != nil {
+			return
+		}
+		if again := encodeEntry(h, body); !bytes.Equal(again, data) {
+			t.Fatalf("re-encoding differs: %x vs %x", again, data)
+		}
+		if h.kind == entryConfChange {
+			_, _ = decodeMembers(bytesReader(body))
+		}
+	})
+}
+
+func sampleReplicated() replicated {
+	rs := replicated{members: []Member{{ID: 1, Addr: "a"}, {ID: 2, Learner: true}}, dedup: newDedupWindow(3), sess: newSessions()}
+	rs.dedup.put("x", dedupResult{index: 5, result: []byte("r")})
+	rs.dedup.put("y", dedupResult{index: 6, isErr: true, errMsg: "boom"})
+	rs.sess.admit(9, 1)
+	rs.sess.admit(9, 3)
+	return rs
+}
+
+func FuzzDecodeSnapshotHeader(f *testing.F) {
+	f.Add(encodeSnapshotHeader(sampleReplicated(), false))
+	f.Add(encodeSnapshotHeader(replicated{dedup: newDedupWindow(1), sess: newSessions()}, true))
+	f.Add([]byte("dks1"))
+	f.Add([]byte("dks1\x00\xff\xff\xff\xff\x0f"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rs, noUser, err := decodeSnapshotHeader(bytesReader(data), 1<<20)
+		if err != nil {
+			return
+		}
+		rs.dedup.max = len(rs.dedup.order) + 1
+		enc := encodeSnapshotHeader(rs, noUser)
+		rs2, noUser2, err := decodeSnapshotHeader(bytesReader(enc), 1<<20)
+		if err != nil || noUser2 != noUser {
+			t.Fatalf("re-decode failed: %v", err)
+		}
+		rs2.dedup.max = rs.dedup.max
+		if !bytes.Equal(encodeSnapshotHeader(rs2, noUser2), enc) {
+			t.Fatal("header does not round-trip")
+		}
+	})
+}
+
+func FuzzDecodeInbound(f *testing.F) {
+	m := &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(3)),
+		Entries: []*raftpb.Entry{{Index: new(uint64(4)), Term: new(uint64(3)), Data: []byte("d")}}}
+	good, _ := proto.Marshal(m)
+	f.Add(good, uint64(2))
+	snap, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(uint64(2)), To: new(uint64(1))})
+	f.Add(snap, uint64(2))
+	f.Add([]byte{0xff, 0xff}, uint64(2))
+	f.Fuzz(func(t *testing.T, payload []byte, from uint64) {
+		got, err := decodeInbound(1, Message{From: from, To: 1, Payload: payload})
+		if err != nil {
+			return
+		}
+		if got.GetTo() != 1 || got.GetFrom() != from || got.GetType() == raftpb.MsgSnap {
+			t.Fatalf("accepted %v", got)
+		}
+	})
+}
+
+func TestDecodeInboundRejects(t *testing.T) {
+	mk := func(typ raftpb.MessageType, from, to uint64) []byte {
+		b, _ := proto.Marshal(&raftpb.Message{Type: typ.Enum(), From: new(from), To: new(to)})
+		return b
+	}
+	tests := []struct {
+		name    string
+		payload []byte
+		from    uint64
+		ok      bool
+	}{
+		{"heartbeat", mk(raftpb.MsgHeartbeat, 2, 1), 2, true},
+		{"wrong recipient", mk(raftpb.MsgHeartbeat, 2, 3), 2, false},
+		{"spoofed sender", mk(raftpb.MsgHeartbeat, 3, 1), 2, false},
+		{"local type", mk(raftpb.MsgHup, 2, 1), 2, false},
+		{"snapshot outside stream", mk(raftpb.MsgSnap, 2, 1), 2, false},
+		{"garbage", []byte{0xff, 0x01}, 2, false},
+	}
+	for _, tt := range tests {
+		_, err := decodeInbound(1, Message{From: tt.from, To: 1, Payload: tt.payload})
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// The dedup window keeps exactly the newest max ids, in log order, and
+// survives a snapshot round trip.
+func TestDedupWindowProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		max := rapid.IntRange(1, 8).Draw(t, "max")
+		ids := rapid.SliceOf(rapid.StringMatching(`[a-e]{1,2}`)).Draw(t, "ids")
+		d := newDedupWindow(max)
+		var model []string // ids in the window, oldest first
+		for i, id := range ids {
+			d.put(id, dedupResult{index: uint64(i + 1), result: []byte(id)})
+			if !slices.Contains(model, id) {
+				model = append(model, id)
+				if len(model) > max {
+					model = model[1:]
+				}
+			}
+		}
+		for _, id := range []string{"a", "b", "c", "d", "e"} {
+			_, ok := d.get(id)
+			if ok != slices.Contains(model, id) {
+				t.Fatalf("id %q present=%v, model %v", id, ok, model)
+			}
+		}
+		if fmt.Sprint(d.order) != fmt.Sprint(model) {
+			t.Fatalf("order %v, model %v", d.order, model)
+		}
+		d2, err := readDedupWindow(bytesReader(d.appendTo(nil)), 1<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(d2.order) != fmt.Sprint(d.order) {
+			t.Fatalf("order %v != %v after round trip", d2.order, d.order)
+		}
+	})
+}
+
+// A proposal admitted once is refused afterwards, and a snapshot taken at
+// any point leads to the same later decisions as the original.
+func TestSessionsProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		type op struct{ epoch, seq uint64 }
+		ops := rapid.SliceOf(rapid.Custom(func(t *rapid.T) op {
+			return op{rapid.Uint64Range(1, 3).Draw(t, "epoch"), rapid.Uint64Range(1, 3*sessionWindow).Draw(t, "seq")}
+		})).Draw(t, "ops")
+		cut := rapid.IntRange(0, len(ops)).Draw(t, "cut")
+		a := newSessions()
+		admitted := map[op]bool{}
+		for _, o := range ops[:cut] {
+			got := a.admit(o.epoch, o.seq)
+			if got && admitted[o] {
+				t.Fatalf("%v admitted twice", o)
+			}
+			admitted[o] = admitted[o] || got
+		}
+		b, err := readSessions(bytesReader(a.appendTo(nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range ops[cut:] {
+			x, y := a.admit(o.epoch, o.seq), b.admit(o.epoch, o.seq)
+			if x != y {
+				t.Fatalf("decision for %v differs after snapshot: %v vs %v", o, x, y)
+			}
+			if x && admitted[o] {
+				t.Fatalf("%v admitted twice", o)
+			}
+			admitted[o] = admitted[o] || x
+		}
+	})
+}

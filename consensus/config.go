@@ -1,0 +1,242 @@
+package consensus
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/distkit/distkit/clock"
+)
+
+// Defaults applied to zero fields of Config.
+const (
+	DefaultTickInterval        = 100 * time.Millisecond
+	DefaultElectionTicks       = 10
+	DefaultHeartbeatTicks      = 1
+	DefaultSnapshotEntries     = 10_000
+	DefaultSnapshotBytes       = 64 << 20
+	DefaultTrailingEntries     = 5_000
+	DefaultMaxEntryBytes       = 1 << 20
+	DefaultMaxMsgBytes         = 1 << 20
+	DefaultMaxInflightMsgs     = 256
+	DefaultMaxUncommittedBytes = 64 << 20
+	DefaultMaxPendingProposals = 8192
+	DefaultDedupEntries        = 100_000
+	DefaultPromoteLagEntries   = 64
+	DefaultMaxEventQueue       = 1024
+)
+
+// ReadMode selects how ReadBarrier and ReadIndex establish a linearizable
+// read point.
+type ReadMode int
+
+const (
+	// ReadIndexSafe confirms leadership with a quorum round for every batch
+	// of reads. Correct regardless of clocks. The default.
+	ReadIndexSafe ReadMode = iota
+	// ReadLease trusts the leader's lease instead of a quorum round: faster,
+	// but correct only while clock drift between members stays well under
+	// the election timeout. Requires CheckQuorum (the default).
+	ReadLease
+)
+
+// Member names a member of the group.
+type Member struct {
+	ID      uint64 // non-zero and never reused after removal
+	Addr    string // transport address; may be empty for in-memory transports
+	Learner bool   // a non-voting member that receives the log
+}
+
+// Config configures a Node. Zero fields take the documented defaults; Start
+// copies the Config and never modifies the caller's value.
+type Config struct {
+	// ID of this member: non-zero, unique for all time. Required.
+	ID uint64
+
+	// Dir holds the durable log (Dir/wal) and snapshot files (Dir/snap).
+	// Required unless Memory is set.
+	Dir string
+	// Memory, when non-nil, keeps the log and snapshots in memory instead of
+	// Dir. State survives a Close and a new Start over the same MemoryStore,
+	// which is how tests simulate a restart. Not durable across processes.
+	Memory *MemoryStore
+
+	// Bootstrap lists the initial members of a brand-new group. Every
+	// initial member passes the same list on its first start; it is ignored
+	// once the member has state. A member started with no state and no
+	// Bootstrap waits to be added by the group (see AddVoter/AddLearner).
+	Bootstrap []Member
+
+	// Transport carries messages between members. Required.
+	Transport Transport
+
+	// TickInterval is the length of one raft tick. Default DefaultTickInterval.
+	TickInterval time.Duration
+	// ElectionTicks is the election timeout in ticks; it must exceed
+	// HeartbeatTicks (10x is recommended). Default DefaultElectionTicks.
+	ElectionTicks int
+	// HeartbeatTicks is the heartbeat interval in ticks. Default DefaultHeartbeatTicks.
+	HeartbeatTicks int
+
+	// DisablePreVote turns off the pre-vote phase (on by default), which
+	// keeps a partitioned member from disrupting the group when it returns.
+	DisablePreVote bool
+	// DisableCheckQuorum turns off CheckQuorum (on by default): a leader
+	// that has not heard from a quorum for an election timeout steps down.
+	// Not allowed with ReadLease.
+	DisableCheckQuorum bool
+	// ReadMode selects ReadIndexSafe (default) or ReadLease.
+	ReadMode ReadMode
+
+	// SnapshotEntries triggers a snapshot after this many applied entries.
+	// Default DefaultSnapshotEntries.
+	SnapshotEntries uint64
+	// SnapshotBytes triggers a snapshot after this many bytes of applied
+	// commands. Default DefaultSnapshotBytes.
+	SnapshotBytes uint64
+	// TrailingEntries is how many entries stay in the log behind a snapshot
+	// so slightly lagging followers catch up without one. Default
+	// DefaultTrailingEntries.
+	TrailingEntries uint64
+
+	// MaxEntryBytes bounds one command; larger proposals fail with
+	// ErrTooLarge. Default DefaultMaxEntryBytes.
+	MaxEntryBytes int
+	// MaxMsgBytes bounds the entries carried by one append message.
+	// Default DefaultMaxMsgBytes.
+	MaxMsgBytes uint64
+	// MaxInflightMsgs bounds append messages in flight per follower.
+	// Default DefaultMaxInflightMsgs.
+	MaxInflightMsgs int
+	// MaxUncommittedBytes bounds the leader's uncommitted log; beyond it
+	// proposals fail with ErrDropped. Default DefaultMaxUncommittedBytes.
+	MaxUncommittedBytes uint64
+	// MaxPendingProposals bounds proposals waiting on this member; beyond
+	// it Propose fails fast with ErrBusy. Default DefaultMaxPendingProposals.
+	MaxPendingProposals int
+
+	// DedupEntries is how many request ids (WithRequestID) the replicated
+	// dedup window remembers, oldest evicted first. Default DefaultDedupEntries.
+	DedupEntries int
+	// PromoteLagEntries: PromoteLearner waits until the learner is within
+	// this many entries of the leader's log. Default DefaultPromoteLagEntries.
+	PromoteLagEntries uint64
+
+	// UnsafeNoSync skips every fsync of the log and snapshots in Dir. A
+	// crash can then lose acknowledged writes or corrupt state: tests only.
+	UnsafeNoSync bool
+
+	// Clock is the time source for ticks and timeouts. Default clock.Real.
+	Clock clock.Clock
+	// Logger receives structured logs, including raft's own. Nil is silent.
+	Logger *slog.Logger
+	// OnEvent, if set, receives notifications (leader changes, applied
+	// indexes, membership changes, snapshots) on a dedicated goroutine, in
+	// order, never under a lock. If the callback falls behind by more than
+	// DefaultMaxEventQueue events, further events are dropped and counted
+	// in Stats.EventsDropped.
+	OnEvent func(Event)
+}
+
+// withDefaults returns a validated copy of c with defaults filled in.
+func (c Config) withDefaults() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("consensus: "+format+": %w", append(args, ErrInvalidConfig)...)
+	}
+	if c.ID == 0 || c.ID >= math.MaxUint64-1 {
+		return bad("ID %d is reserved", c.ID)
+	}
+	if c.Dir == "" && c.Memory == nil {
+		return bad("one of Dir or Memory is required")
+	}
+	if c.Transport == nil {
+		return bad("Transport is required")
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = DefaultElectionTicks
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = DefaultHeartbeatTicks
+	}
+	if c.SnapshotEntries == 0 {
+		c.SnapshotEntries = DefaultSnapshotEntries
+	}
+	if c.SnapshotBytes == 0 {
+		c.SnapshotBytes = DefaultSnapshotBytes
+	}
+	if c.TrailingEntries == 0 {
+		c.TrailingEntries = DefaultTrailingEntries
+	}
+	if c.MaxEntryBytes == 0 {
+		c.MaxEntryBytes = DefaultMaxEntryBytes
+	}
+	if c.MaxMsgBytes == 0 {
+		c.MaxMsgBytes = DefaultMaxMsgBytes
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = DefaultMaxInflightMsgs
+	}
+	if c.MaxUncommittedBytes == 0 {
+		c.MaxUncommittedBytes = DefaultMaxUncommittedBytes
+	}
+	if c.MaxPendingProposals == 0 {
+		c.MaxPendingProposals = DefaultMaxPendingProposals
+	}
+	if c.DedupEntries == 0 {
+		c.DedupEntries = DefaultDedupEntries
+	}
+	if c.PromoteLagEntries == 0 {
+		c.PromoteLagEntries = DefaultPromoteLagEntries
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real
+	}
+	switch {
+	case c.TickInterval < 0:
+		return bad("TickInterval %v must be positive", c.TickInterval)
+	case c.HeartbeatTicks < 0:
+		return bad("HeartbeatTicks %d must be positive", c.HeartbeatTicks)
+	case c.ElectionTicks <= c.HeartbeatTicks:
+		return bad("ElectionTicks (%d) must exceed HeartbeatTicks (%d)", c.ElectionTicks, c.HeartbeatTicks)
+	case c.MaxEntryBytes < 0:
+		return bad("MaxEntryBytes %d must be positive", c.MaxEntryBytes)
+	case c.MaxInflightMsgs < 0:
+		return bad("MaxInflightMsgs %d must be positive", c.MaxInflightMsgs)
+	case c.MaxPendingProposals < 0:
+		return bad("MaxPendingProposals %d must be positive", c.MaxPendingProposals)
+	case c.DedupEntries < 0:
+		return bad("DedupEntries %d must be positive", c.DedupEntries)
+	case c.TrailingEntries > c.SnapshotEntries*1000:
+		return bad("TrailingEntries %d is unreasonably large", c.TrailingEntries)
+	case c.ReadMode != ReadIndexSafe && c.ReadMode != ReadLease:
+		return bad("unknown ReadMode %d", c.ReadMode)
+	case c.ReadMode == ReadLease && c.DisableCheckQuorum:
+		return bad("ReadLease requires CheckQuorum")
+	}
+	seen := make(map[uint64]bool, len(c.Bootstrap))
+	voters := 0
+	for _, m := range c.Bootstrap {
+		if m.ID == 0 || m.ID >= math.MaxUint64-1 {
+			return bad("Bootstrap member ID %d is reserved", m.ID)
+		}
+		if seen[m.ID] {
+			return bad("Bootstrap lists member %d twice", m.ID)
+		}
+		seen[m.ID] = true
+		if !m.Learner {
+			voters++
+		}
+	}
+	if len(c.Bootstrap) > 0 && !seen[c.ID] {
+		return bad("Bootstrap must list this member (%d)", c.ID)
+	}
+	if len(c.Bootstrap) > 0 && voters == 0 {
+		return bad("Bootstrap needs at least one voter")
+	}
+	c.Bootstrap = append([]Member(nil), c.Bootstrap...)
+	return c, nil
+}

@@ -1,0 +1,105 @@
+// Package consensus replicates a state machine across a group of members
+// with Raft (go.etcd.io/raft/v3), supplying everything the protocol library
+// leaves out: durable storage, the Ready loop, an apply loop that returns
+// results to proposers, linearizable reads, membership changes, snapshots
+// and a pluggable transport.
+//
+// Use it when a few members (3 or 5) must agree on the order of writes and
+// survive the loss of a minority: metadata stores, lock services,
+// configuration, replicated queues. It is not a database: the state lives in
+// the StateMachine you write.
+//
+// # Embedding a state machine
+//
+// Every member runs the same program:
+//
+//	type Counter struct{ n int64 }
+//
+//	func (c *Counter) Apply(cmds []consensus.Command) error {
+//		for i := range cmds {
+//			c.n += int64(cmds[i].Data[0])
+//			cmds[i].Result = strconv.AppendInt(nil, c.n, 10)
+//		}
+//		return nil
+//	}
+//	// ...plus Snapshot and Restore (see StateMachine).
+//
+//	node, err := consensus.Start(consensus.Config{
+//		ID:        1,
+//		Dir:       "/var/lib/app/raft",
+//		Bootstrap: []consensus.Member{{ID: 1, Addr: "10.0.0.1:7000"}, {ID: 2, Addr: "10.0.0.2:7000"}, {ID: 3, Addr: "10.0.0.3:7000"}},
+//		Transport: transport, // a Transport; consensustest.Network in tests
+//	}, &Counter{})
+//	if err != nil { ... }
+//	defer node.Close()
+//
+//	res, err := node.Propose(ctx, []byte{5}) // waits until applied here; res is Apply's Result
+//
+// # Your responsibilities
+//
+//  1. Give every member an ID that is non-zero and never reused, even after
+//     the member is removed. Keep the member's Dir for its whole life; a
+//     member whose Dir is lost must be removed and re-added under a new ID.
+//  2. Bootstrap a new group once: start each initial member with the same
+//     Config.Bootstrap list. Later starts ignore it. Start a member that
+//     joins an existing group with no Bootstrap, then call AddVoter (or
+//     AddLearner) on the leader.
+//  3. Make Apply deterministic: the same commands in the same order must
+//     produce the same state and results on every member. No clocks,
+//     randomness, map iteration order or outside I/O in Apply.
+//  4. Return an error from Apply only when the state machine can no longer
+//     be trusted; it stops the node. Report a bad command through
+//     Command.Err instead.
+//  5. Make Snapshot cheap and point-in-time: its SnapshotWriter runs
+//     concurrently with later Apply calls. Make Restore replace the whole
+//     state.
+//  6. Handle proposal outcomes: ErrDropped means the command was never
+//     appended (retry freely); ErrUnknownOutcome means it may still apply
+//     (retry only with WithRequestID, which the group deduplicates in its
+//     replicated state); ErrBusy means back off.
+//  7. Read through the node, not around it: ReadBarrier before a
+//     linearizable read of your state, WaitApplied(index) for
+//     read-your-writes, StaleRead for bounded staleness. Reading the state
+//     without any of them gives this member's possibly stale view.
+//  8. Keep the group at an odd size of 3 or 5 voters; add members as
+//     learners first (AddVoter does) so a slow newcomer never costs
+//     availability, and avoid two-voter groups.
+//  9. Call Close when done; it stops every goroutine and releases the
+//     directory.
+//
+// # Guarantees
+//
+//   - Writes acknowledged by Propose are durable on a majority and survive
+//     any minority of crashes; with Config.Dir every member's log is
+//     fsynced (one fsync per batch of proposals) before it acknowledges.
+//   - Commands are applied in the same order on every member, each once:
+//     proposals duplicated by the network or resent after a leader change
+//     apply once, and WithRequestID extends that to client retries.
+//   - ReadBarrier and ReadIndex are linearizable on any member (ReadIndex,
+//     one quorum round per batch of concurrent reads; ReadLease trades this
+//     for a clock assumption).
+//   - Any member accepts proposals and reads; followers forward to the
+//     leader inside raft.
+//   - PreVote and CheckQuorum are on by default; membership changes use
+//     joint consensus (ConfChangeV2); a removed leader steps down, and
+//     RemoveMember moves leadership away first.
+//   - Snapshots are taken automatically (Config.SnapshotEntries and
+//     SnapshotBytes), the log is compacted behind them, and lagging or new
+//     members receive them streamed through Transport.SendSnapshot.
+//
+// # Goroutines and shutdown
+//
+// Start runs a raft loop (the only goroutine that touches raft), an apply
+// loop (the only one that calls the StateMachine), an event loop
+// (Config.OnEvent) and, while needed, one snapshot writer and one sender
+// per lagging peer. Close stops them all and waits; calls in progress fail
+// with errors wrapping ErrStopped. A node that hits a storage error or a
+// failing Apply stops itself the same way (Err reports why).
+//
+// # What it does not do
+//
+// It runs one group per Node (no multi-group log sharing), has no network
+// transport of its own in this package version beyond the Transport
+// interface (consensustest.Network is in-memory), no automatic quorum-loss
+// recovery, and no witnesses.
+package consensus
