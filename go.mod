@@ -1,3 +1,9 @@
 module github.com/distkit/distkit
 
 go 1.26
+
+require (
+	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+	pgregory.net/rapid v1.3.0 // indirect
+)
