@@ -1,0 +1,341 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// State is the state of a [Breaker].
+type State int8
+
+// The states of a breaker. Closed lets calls through and counts their
+// outcomes; open rejects calls without running them; half-open lets a few
+// trial calls through to decide between the two.
+const (
+	StateClosed State = iota
+	StateHalfOpen
+	StateOpen
+)
+
+func (s State) String() string {
+	switch s {
+	case StateClosed:
+		return "closed"
+	case StateHalfOpen:
+		return "half-open"
+	case StateOpen:
+		return "open"
+	}
+	return fmt.Sprintf("State(%d)", int8(s))
+}
+
+func fromGobreaker(s gobreaker.State) State {
+	switch s {
+	case gobreaker.StateOpen:
+		return StateOpen
+	case gobreaker.StateHalfOpen:
+		return StateHalfOpen
+	}
+	return StateClosed
+}
+
+// Errors returned by this package. A rejected call's error also matches
+// gobreaker's own errors (gobreaker.ErrOpenState, gobreaker.ErrTooManyRequests)
+// with errors.Is, so code written against gobreaker keeps working.
+var (
+	// ErrOpen: the breaker is open and the call was not made. The error is
+	// an [*OpenError], which says when a trial call will be allowed.
+	ErrOpen = errors.New("breaker: open")
+	// ErrTooManyRequests: the breaker is half-open and its trial calls are
+	// all in flight, so the call was not made.
+	ErrTooManyRequests = errors.New("breaker: too many requests")
+	// ErrInvalidOption: an option was given an invalid value. A breaker made
+	// with one returns it (wrapped, with details) from every Execute and
+	// never calls fn.
+	ErrInvalidOption = errors.New("breaker: invalid option")
+)
+
+// OpenError is the error of a call rejected because the breaker is open.
+// errors.Is matches [ErrOpen] and gobreaker.ErrOpenState.
+type OpenError struct {
+	// Name is the breaker's name.
+	Name string
+	// Remaining is the time left until the breaker lets a trial call
+	// through, rounded up to the millisecond (never less than the true
+	// remaining time).
+	Remaining time.Duration
+}
+
+func (e *OpenError) Error() string {
+	return fmt.Sprintf("breaker: %q open, trial call in %v", e.Name, e.Remaining)
+}
+
+// Unwrap returns [ErrOpen] and gobreaker.ErrOpenState.
+func (e *OpenError) Unwrap() []error { return []error{ErrOpen, gobreaker.ErrOpenState} }
+
+// RetryAfter returns Remaining. A retry loop that honours a RetryAfter()
+// method, such as the retry package's, therefore waits out the open period
+// instead of calling again at once.
+func (e *OpenError) RetryAfter() time.Duration { return e.Remaining }
+
+type tooManyError struct{}
+
+func (tooManyError) Error() string { return ErrTooManyRequests.Error() }
+func (tooManyError) Unwrap() []error {
+	return []error{ErrTooManyRequests, gobreaker.ErrTooManyRequests}
+}
+
+var errTooMany error = tooManyError{}
+
+// StateChange describes a transition, passed to the [WithOnStateChange] hook.
+type StateChange struct {
+	Name     string
+	From, To State
+	// At is when the transition was made.
+	At time.Time
+}
+
+// Stats is a snapshot of a breaker.
+type Stats struct {
+	Name  string
+	State State
+	// Since is when the breaker entered State.
+	Since time.Time
+	// Counts of the current state: for a closed breaker, within the sliding
+	// window; for a half-open one, since it became half-open. Requests
+	// includes calls still in flight.
+	Requests, Successes, Failures, Exclusions uint32
+	ConsecutiveSuccesses, ConsecutiveFailures uint32
+	// Rejected is the number of calls rejected (open or too many requests)
+	// and Opened the number of times the breaker opened, since it was made.
+	Rejected, Opened uint64
+}
+
+// Breaker is a circuit breaker guarding calls that return a T. It is safe
+// for concurrent use and starts no goroutines.
+type Breaker[T any] struct {
+	name string
+	cfg  config
+	cb   *gobreaker.CircuitBreaker[T]
+
+	rejected atomic.Uint64
+	opened   atomic.Uint64
+	npending atomic.Int32
+
+	// mu guards the fields below. It is taken inside gobreaker's lock (from
+	// the transition callback) and never held while calling gobreaker or
+	// user code.
+	mu          sync.Mutex
+	since       time.Time
+	openedAt    time.Time
+	pending     []StateChange
+	dispatching bool
+}
+
+// Sentinels returned to gobreaker by the function it runs, so that its
+// classifiers (which see only the error) get the outcome this package
+// decided outside gobreaker's lock. Execute hands the real error back.
+var (
+	markExcluded = errors.New("breaker: excluded")
+	markSuccess  = errors.New("breaker: success")
+	markFailure  = errors.New("breaker: failure")
+)
+
+// New returns a closed breaker. With no options it opens after
+// [DefaultConsecutiveFailures] failures in a row, stays open for
+// [DefaultOpenTimeout], then lets [DefaultHalfOpenRequests] trial call
+// through. New never fails: an invalid option makes every Execute return an
+// error wrapping [ErrInvalidOption].
+func New[T any](name string, opts ...Option) *Breaker[T] {
+	return newBreaker[T](name, newConfig(opts))
+}
+
+func newBreaker[T any](name string, cfg config) *Breaker[T] {
+	b := &Breaker[T]{name: name, cfg: cfg, since: time.Now()}
+	st := gobreaker.Settings{
+		Name:          name,
+		MaxRequests:   cfg.halfOpen,
+		Interval:      cfg.window,
+		Timeout:       cfg.openTimeout,
+		ReadyToTrip:   cfg.readyToTrip,
+		OnStateChange: b.transition,
+		IsSuccessful:  func(err error) bool { return err == nil || err == markSuccess },
+		IsExcluded:    func(err error) bool { return err == markExcluded },
+	}
+	if cfg.buckets > 1 {
+		st.BucketPeriod = cfg.window / time.Duration(cfg.buckets)
+	}
+	b.cb = gobreaker.NewCircuitBreaker[T](st)
+	return b
+}
+
+func (c *config) readyToTrip(n gobreaker.Counts) bool {
+	if c.consecutive > 0 && n.ConsecutiveFailures >= c.consecutive {
+		return true
+	}
+	if c.rateSet {
+		done := n.TotalSuccesses + n.TotalFailures
+		return done >= c.minRequests && float64(n.TotalFailures) >= c.rate*float64(done)
+	}
+	return false
+}
+
+// transition is gobreaker's OnStateChange. It runs under gobreaker's lock,
+// so it only records the change; dispatch calls the user's hook later.
+func (b *Breaker[T]) transition(_ string, from, to gobreaker.State) {
+	now := time.Now()
+	if to == gobreaker.StateOpen {
+		b.opened.Add(1)
+	}
+	b.mu.Lock()
+	b.since = now
+	if to == gobreaker.StateOpen {
+		b.openedAt = now
+	}
+	if b.cfg.onStateChange != nil {
+		b.pending = append(b.pending, StateChange{Name: b.name, From: fromGobreaker(from), To: fromGobreaker(to), At: now})
+		b.npending.Add(1)
+	}
+	b.mu.Unlock()
+}
+
+// dispatch delivers pending state changes to the hook, in order and one at
+// a time per breaker, with no lock held. A call made from inside the hook
+// that causes another change leaves it to the dispatch already running.
+func (b *Breaker[T]) dispatch() {
+	for {
+		b.mu.Lock()
+		if b.dispatching || len(b.pending) == 0 {
+			b.mu.Unlock()
+			return
+		}
+		evs := b.pending
+		b.pending = nil
+		b.npending.Store(0)
+		b.dispatching = true
+		b.mu.Unlock()
+		b.deliver(evs)
+	}
+}
+
+func (b *Breaker[T]) deliver(evs []StateChange) {
+	defer func() {
+		b.mu.Lock()
+		b.dispatching = false
+		b.mu.Unlock()
+	}()
+	for _, e := range evs {
+		b.cfg.onStateChange(e)
+	}
+}
+
+// Name returns the breaker's name.
+func (b *Breaker[T]) Name() string { return b.name }
+
+// Execute calls fn(ctx) if the breaker allows it and records the outcome.
+//
+// An open breaker returns an [*OpenError] (errors.Is [ErrOpen]) without
+// calling fn; a half-open one whose trial calls are all in flight returns an
+// error matching [ErrTooManyRequests]. Otherwise Execute returns what fn
+// returned. A call whose ctx is already done is not made and returns
+// ctx.Err(). An error counts as a failure unless the caller's ctx was done
+// when fn returned (the caller gave up: not the dependency's fault), or
+// [WithExclude] excludes it, or [WithIsFailure] says it is not a failure. A
+// panic in fn counts as a failure and is re-raised.
+func (b *Breaker[T]) Execute(ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
+	if b.cfg.err != nil {
+		var zero T
+		return zero, b.cfg.err
+	}
+	if err := ctx.Err(); err != nil {
+		var zero T
+		return zero, err
+	}
+	var real error
+	v, err := b.cb.Execute(func() (T, error) {
+		v, err := fn(ctx)
+		if err == nil {
+			return v, nil
+		}
+		real = err
+		return v, b.classify(ctx, err)
+	})
+	if err != nil {
+		switch err {
+		case markExcluded, markSuccess, markFailure:
+			err = real
+		case gobreaker.ErrOpenState:
+			b.rejected.Add(1)
+			err = b.openError()
+		case gobreaker.ErrTooManyRequests:
+			b.rejected.Add(1)
+			err = errTooMany
+		}
+	}
+	if b.npending.Load() != 0 {
+		b.dispatch()
+	}
+	return v, err
+}
+
+func (b *Breaker[T]) classify(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return markExcluded
+	case b.cfg.exclude != nil && b.cfg.exclude(err):
+		return markExcluded
+	case b.cfg.isFailure != nil && !b.cfg.isFailure(err):
+		return markSuccess
+	}
+	return markFailure
+}
+
+func (b *Breaker[T]) openError() error {
+	b.mu.Lock()
+	openedAt := b.openedAt
+	b.mu.Unlock()
+	// Rounded up to the millisecond: readable, and never early.
+	left := max(b.cfg.openTimeout-time.Since(openedAt), 0)
+	if r := left % time.Millisecond; r != 0 {
+		left += time.Millisecond - r
+	}
+	return &OpenError{Name: b.name, Remaining: left}
+}
+
+// State returns the breaker's state. An open breaker whose timeout has
+// passed becomes half-open here.
+func (b *Breaker[T]) State() State {
+	s := fromGobreaker(b.cb.State())
+	if b.npending.Load() != 0 {
+		b.dispatch()
+	}
+	return s
+}
+
+// Stats returns a snapshot of the breaker.
+func (b *Breaker[T]) Stats() Stats {
+	state := b.State()
+	c := b.cb.Counts()
+	b.mu.Lock()
+	since := b.since
+	b.mu.Unlock()
+	return Stats{
+		Name:                 b.name,
+		State:                state,
+		Since:                since,
+		Requests:             c.Requests,
+		Successes:            c.TotalSuccesses,
+		Failures:             c.TotalFailures,
+		Exclusions:           c.TotalExclusions,
+		ConsecutiveSuccesses: c.ConsecutiveSuccesses,
+		ConsecutiveFailures:  c.ConsecutiveFailures,
+		Rejected:             b.rejected.Load(),
+		Opened:               b.opened.Load(),
+	}
+}

@@ -1,0 +1,81 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+)
+
+// StatusError is the error a [Transport] reports to the breaker's
+// classifiers ([WithExclude], [WithIsFailure]) for a 5xx or 429 response.
+// RoundTrip never returns it: the caller gets the response.
+type StatusError struct {
+	StatusCode int
+}
+
+func (e *StatusError) Error() string { return "breaker: HTTP status " + strconv.Itoa(e.StatusCode) }
+
+// Transport is an [http.RoundTripper] with one breaker per host (the
+// request URL's host:port), held in a [Group]. Transport errors and 5xx
+// responses count as failures; 429 Too Many Requests counts as neither
+// success nor failure (the server is up, and is pacing us); every other
+// response is a success. A request whose context is done when the call ends
+// does not count. While a host's breaker is open, RoundTrip returns an
+// [*OpenError] without sending the request.
+//
+// A Transport is safe for concurrent use.
+type Transport struct {
+	next  http.RoundTripper
+	group *Group[*http.Response]
+}
+
+// NewTransport returns a Transport sending requests through next
+// (http.DefaultTransport if nil), with breakers made from opts. The Group
+// options ([WithMaxKeys], [WithIdleTTL]) bound the number of hosts tracked.
+func NewTransport(next http.RoundTripper, opts ...Option) *Transport {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	cfg := newConfig(opts)
+	userExclude := cfg.exclude
+	cfg.exclude = func(err error) bool {
+		var se *StatusError
+		if errors.As(err, &se) && se.StatusCode == http.StatusTooManyRequests {
+			return true
+		}
+		return userExclude != nil && userExclude(err)
+	}
+	return &Transport{
+		next:  next,
+		group: &Group[*http.Response]{cfg: cfg, m: make(map[string]*member[*http.Response])},
+	}
+}
+
+// Group returns the transport's breakers, for inspection.
+func (t *Transport) Group() *Group[*http.Response] { return t.group }
+
+// RoundTrip implements [http.RoundTripper].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var resp *http.Response
+	called := false
+	_, err := t.group.Execute(req.Context(), req.URL.Host, func(context.Context) (*http.Response, error) {
+		called = true
+		r, err := t.next.RoundTrip(req)
+		if err != nil {
+			return nil, err
+		}
+		resp = r
+		if r.StatusCode >= 500 || r.StatusCode == http.StatusTooManyRequests {
+			return r, &StatusError{StatusCode: r.StatusCode}
+		}
+		return r, nil
+	})
+	if resp != nil {
+		return resp, nil
+	}
+	if !called && req.Body != nil {
+		req.Body.Close() // a RoundTripper closes the body even when it sends nothing
+	}
+	return nil, err
+}
