@@ -67,8 +67,8 @@ type OpenError struct {
 	// Name is the breaker's name.
 	Name string
 	// Remaining is the time left until the breaker lets a trial call
-	// through, rounded up to the millisecond (never less than the true
-	// remaining time).
+	// through: a caller that waits this long finds the breaker half-open.
+	// It is rounded up to the millisecond, so it is never early.
 	Remaining time.Duration
 }
 
@@ -300,8 +300,11 @@ func (b *Breaker[T]) openError() error {
 	b.mu.Lock()
 	openedAt := b.openedAt
 	b.mu.Unlock()
-	// Rounded up to the millisecond: readable, and never early.
-	left := max(b.cfg.openTimeout-time.Since(openedAt), 0)
+	// gobreaker turns half-open strictly after openedAt+timeout (its own
+	// opening time is no later than ours), so a caller that waits this long
+	// finds it half-open. Rounded up to the millisecond: readable, and never
+	// early.
+	left := max(b.cfg.openTimeout-time.Since(openedAt), 0) + 1
 	if r := left % time.Millisecond; r != 0 {
 		left += time.Millisecond - r
 	}

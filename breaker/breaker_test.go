@@ -74,13 +74,13 @@ func TestConsecutiveFailures(t *testing.T) {
 					t.Fatalf("err = %v; want ErrOpen and gobreaker.ErrOpenState", err)
 				}
 				var oe *breaker.OpenError
-				if !errors.As(err, &oe) || oe.Remaining != time.Minute || oe.RetryAfter() != time.Minute || oe.Name != "svc" {
-					t.Fatalf("OpenError = %+v; want 1m remaining", oe)
+				if !errors.As(err, &oe) || oe.Remaining != time.Minute+time.Millisecond || oe.RetryAfter() != oe.Remaining || oe.Name != "svc" {
+					t.Fatalf("OpenError = %+v; want 1m0.001s remaining (just past the timeout)", oe)
 				}
 				time.Sleep(20 * time.Second)
 				_, err = run(t, b, ok)
-				if !errors.As(err, &oe) || oe.Remaining != 40*time.Second {
-					t.Fatalf("OpenError = %+v after 20s; want 40s remaining", oe)
+				if !errors.As(err, &oe) || oe.Remaining != 40*time.Second+time.Millisecond {
+					t.Fatalf("OpenError = %+v after 20s; want 40.001s remaining", oe)
 				}
 			})
 		})
@@ -199,7 +199,7 @@ func TestHalfOpen(t *testing.T) {
 		}
 		_, err = run(t, b, ok)
 		var oe *breaker.OpenError
-		if !errors.As(err, &oe) || oe.Remaining != 10*time.Second {
+		if !errors.As(err, &oe) || oe.Remaining != 10*time.Second+time.Millisecond {
 			t.Fatalf("err = %v; want a fresh 10s open period", err)
 		}
 	})
