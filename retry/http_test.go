@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -279,12 +280,13 @@ func TestNewTransportValidates(t *testing.T) {
 }
 
 // TestTransportRealServer runs the transport against a real HTTP server and
-// checks that the body is replayed and connections are reused.
+// checks that the body is replayed and that discarded responses are drained,
+// so every attempt reuses the one connection.
 func TestTransportRealServer(t *testing.T) {
 	var mu sync.Mutex
 	var bodies []string
-	hits := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hits, conns := 0, 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		hits++
@@ -298,6 +300,14 @@ func TestTransportRealServer(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
 	defer srv.Close()
 	tr := newTransport(t, srv.Client().Transport)
 	client := &http.Client{Transport: tr}
@@ -309,8 +319,13 @@ func TestTransportRealServer(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
 	if string(b) != "ok" || hits != 3 {
 		t.Fatalf("got %q after %d hits", b, hits)
+	}
+	if conns != 1 {
+		t.Fatalf("%d connections for 3 attempts; discarded responses were not drained", conns)
 	}
 	for i, body := range bodies {
 		if body != "order-1" {
