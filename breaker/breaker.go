@@ -23,6 +23,7 @@ const (
 	StateOpen
 )
 
+// String returns "closed", "half-open" or "open".
 func (s State) String() string {
 	switch s {
 	case StateClosed:
@@ -72,6 +73,7 @@ type OpenError struct {
 	Remaining time.Duration
 }
 
+// Error names the breaker and the time left until a trial call.
 func (e *OpenError) Error() string {
 	return fmt.Sprintf("breaker: %q open, trial call in %v", e.Name, e.Remaining)
 }

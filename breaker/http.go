@@ -14,6 +14,7 @@ type StatusError struct {
 	StatusCode int
 }
 
+// Error returns "breaker: HTTP status N".
 func (e *StatusError) Error() string { return "breaker: HTTP status " + strconv.Itoa(e.StatusCode) }
 
 // Transport is an [http.RoundTripper] with one breaker per host (the

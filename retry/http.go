@@ -139,6 +139,7 @@ type StatusError struct {
 	StatusCode int
 }
 
+// Error returns "retry: HTTP status N".
 func (e *StatusError) Error() string {
 	return "retry: HTTP status " + strconv.Itoa(e.StatusCode)
 }

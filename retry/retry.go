@@ -44,6 +44,7 @@ type Error struct {
 	Cause error
 }
 
+// Error describes the cause, the number of attempts and the last error.
 func (e *Error) Error() string {
 	if e.Last == nil {
 		return e.Cause.Error()
