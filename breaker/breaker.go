@@ -124,7 +124,8 @@ type Stats struct {
 type Breaker[T any] struct {
 	name string
 	cfg  config
-	cb   *gobreaker.CircuitBreaker[T]
+	st   gobreaker.Settings
+	cb   atomic.Pointer[gobreaker.CircuitBreaker[T]] // replaced by Reset
 
 	rejected atomic.Uint64
 	opened   atomic.Uint64
@@ -134,6 +135,7 @@ type Breaker[T any] struct {
 	// the transition callback) and never held while calling gobreaker or
 	// user code.
 	mu          sync.Mutex
+	state       State // as last reported by the current gobreaker instance
 	since       time.Time
 	openedAt    time.Time
 	pending     []StateChange
@@ -160,21 +162,32 @@ func New[T any](name string, opts ...Option) *Breaker[T] {
 
 func newBreaker[T any](name string, cfg config) *Breaker[T] {
 	b := &Breaker[T]{name: name, cfg: cfg, since: time.Now()}
-	st := gobreaker.Settings{
-		Name:          name,
-		MaxRequests:   cfg.halfOpen,
-		Interval:      cfg.window,
-		Timeout:       cfg.openTimeout,
-		ReadyToTrip:   cfg.readyToTrip,
-		OnStateChange: b.transition,
-		IsSuccessful:  func(err error) bool { return err == nil || err == markSuccess },
-		IsExcluded:    func(err error) bool { return err == markExcluded },
+	b.st = gobreaker.Settings{
+		Name:         name,
+		MaxRequests:  cfg.halfOpen,
+		Interval:     cfg.window,
+		Timeout:      cfg.openTimeout,
+		ReadyToTrip:  cfg.readyToTrip,
+		IsSuccessful: func(err error) bool { return err == nil || err == markSuccess },
+		IsExcluded:   func(err error) bool { return err == markExcluded },
 	}
 	if cfg.buckets > 1 {
-		st.BucketPeriod = cfg.window / time.Duration(cfg.buckets)
+		b.st.BucketPeriod = cfg.window / time.Duration(cfg.buckets)
 	}
-	b.cb = gobreaker.NewCircuitBreaker[T](st)
+	b.cb.Store(b.newInstance())
 	return b
+}
+
+// newInstance returns a fresh gobreaker whose transitions are reported only
+// while it is the breaker's current instance.
+func (b *Breaker[T]) newInstance() *gobreaker.CircuitBreaker[T] {
+	st := b.st
+	var inst *gobreaker.CircuitBreaker[T]
+	st.OnStateChange = func(_ string, from, to gobreaker.State) {
+		b.transition(inst, fromGobreaker(from), fromGobreaker(to))
+	}
+	inst = gobreaker.NewCircuitBreaker[T](st)
+	return inst
 }
 
 func (c *config) readyToTrip(n gobreaker.Counts) bool {
@@ -190,21 +203,50 @@ func (c *config) readyToTrip(n gobreaker.Counts) bool {
 
 // transition is gobreaker's OnStateChange. It runs under gobreaker's lock,
 // so it only records the change; dispatch calls the user's hook later.
-func (b *Breaker[T]) transition(_ string, from, to gobreaker.State) {
+// Changes of an instance that Reset replaced are dropped; the check is made
+// under b.mu, which Reset holds while it swaps instances.
+func (b *Breaker[T]) transition(inst *gobreaker.CircuitBreaker[T], from, to State) {
 	now := time.Now()
-	if to == gobreaker.StateOpen {
-		b.opened.Add(1)
-	}
 	b.mu.Lock()
+	if b.cb.Load() == inst {
+		if to == StateOpen {
+			b.opened.Add(1)
+		}
+		b.record(from, to, now)
+	}
+	b.mu.Unlock()
+}
+
+// record notes a transition. b.mu must be held.
+func (b *Breaker[T]) record(from, to State, now time.Time) {
+	b.state = to
 	b.since = now
-	if to == gobreaker.StateOpen {
+	if to == StateOpen {
 		b.openedAt = now
 	}
 	if b.cfg.onStateChange != nil {
-		b.pending = append(b.pending, StateChange{Name: b.name, From: fromGobreaker(from), To: fromGobreaker(to), At: now})
+		b.pending = append(b.pending, StateChange{Name: b.name, From: from, To: to, At: now})
 		b.npending.Add(1)
 	}
+}
+
+// Reset closes the breaker and clears its counts, whatever its state. The
+// outcomes of calls in flight when it is reset are not counted. If the
+// breaker was not closed, the state hook sees a change to closed.
+func (b *Breaker[T]) Reset() {
+	inst := b.newInstance()
+	now := time.Now()
+	b.mu.Lock()
+	b.cb.Store(inst)
+	if b.state != StateClosed {
+		b.record(b.state, StateClosed, now)
+	} else {
+		b.since = now
+	}
 	b.mu.Unlock()
+	if b.npending.Load() != 0 {
+		b.dispatch()
+	}
 }
 
 // dispatch delivers pending state changes to the hook, in order and one at
@@ -260,7 +302,7 @@ func (b *Breaker[T]) Execute(ctx context.Context, fn func(context.Context) (T, e
 		return zero, err
 	}
 	var real error
-	v, err := b.cb.Execute(func() (T, error) {
+	v, err := b.cb.Load().Execute(func() (T, error) {
 		v, err := fn(ctx)
 		if err == nil {
 			return v, nil
@@ -316,7 +358,7 @@ func (b *Breaker[T]) openError() error {
 // State returns the breaker's state. An open breaker whose timeout has
 // passed becomes half-open here.
 func (b *Breaker[T]) State() State {
-	s := fromGobreaker(b.cb.State())
+	s := fromGobreaker(b.cb.Load().State())
 	if b.npending.Load() != 0 {
 		b.dispatch()
 	}
@@ -326,7 +368,7 @@ func (b *Breaker[T]) State() State {
 // Stats returns a snapshot of the breaker.
 func (b *Breaker[T]) Stats() Stats {
 	state := b.State()
-	c := b.cb.Counts()
+	c := b.cb.Load().Counts()
 	b.mu.Lock()
 	since := b.since
 	b.mu.Unlock()

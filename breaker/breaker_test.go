@@ -401,3 +401,57 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
+
+func TestReset(t *testing.T) {
+	var changes []string
+	b := breaker.New[int]("svc", breaker.WithConsecutiveFailures(2),
+		breaker.WithOnStateChange(func(c breaker.StateChange) { changes = append(changes, fmt.Sprint(c.From, "->", c.To)) }))
+	run(t, b, fail)
+	b.Reset() // closed: no change to report, but the failure is forgotten
+	run(t, b, fail)
+	if b.State() != breaker.StateClosed {
+		t.Fatal("Reset did not clear the count of failures")
+	}
+	run(t, b, fail)
+	if b.State() != breaker.StateOpen {
+		t.Fatal("not open")
+	}
+	b.Reset()
+	if called, err := run(t, b, ok); !called || err != nil {
+		t.Fatalf("after Reset: called %v, err %v", called, err)
+	}
+	st := b.Stats()
+	if st.State != breaker.StateClosed || st.Requests != 1 || st.Opened != 1 {
+		t.Fatalf("Stats = %+v", st)
+	}
+	if fmt.Sprint(changes) != "[closed->open open->closed]" {
+		t.Fatalf("hook saw %v", changes)
+	}
+}
+
+func TestResetDuringCalls(t *testing.T) {
+	b := breaker.New[int]("svc", breaker.WithConsecutiveFailures(1), breaker.WithOpenTimeout(time.Nanosecond),
+		breaker.WithOnStateChange(func(breaker.StateChange) {}))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 300 {
+				if (i+j)%3 == 0 {
+					b.Execute(context.Background(), fail)
+				} else {
+					b.Execute(context.Background(), ok)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 100 {
+			b.Reset()
+		}
+	})
+	wg.Wait()
+	b.Reset()
+	if st := b.Stats(); st.State != breaker.StateClosed || st.Requests != 0 {
+		t.Fatalf("Stats after Reset = %+v", st)
+	}
+}
