@@ -139,3 +139,62 @@ func ExampleParseRetryAfter() {
 	fmt.Println(d1, d2, ok)
 	// Output: 2m0s 30s false
 }
+
+func ExampleDecorrelatedJitter() {
+	// Waits start at Base and grow to at most three times the previous
+	// wait, never above Max.
+	j := &retry.DecorrelatedJitter{Base: 10 * time.Millisecond, Max: time.Second}
+	prev := j.Base
+	inBounds := true
+	for range 20 {
+		d := j.NextBackOff()
+		inBounds = inBounds && d >= j.Base && d <= min(3*prev, j.Max)
+		prev = d
+	}
+	fmt.Println(inBounds)
+	// Output: true
+}
+
+func ExampleWithRetryIf() {
+	errInvalid := errors.New("invalid argument")
+	calls := 0
+	err := retry.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		return errInvalid
+	}, retry.WithRetryIf(func(err error) bool {
+		return !errors.Is(err, errInvalid) // retrying cannot fix bad input
+	}))
+	fmt.Println(calls, errors.Is(err, retry.ErrPermanent), errors.Is(err, errInvalid))
+	// Output: 1 true true
+}
+
+func ExampleWithAttemptTimeout() {
+	calls := 0
+	err := retry.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			<-ctx.Done() // the first attempt hangs until its own deadline
+			return ctx.Err()
+		}
+		return nil
+	}, retry.WithAttemptTimeout(10*time.Millisecond), retry.WithBackOff(&backoff.ZeroBackOff{}))
+	fmt.Println(calls, err)
+	// Output: 2 <nil>
+}
+
+func ExampleRetryAfter() {
+	// An operation that learns how long the server wants it to wait (from a
+	// header, a gRPC pushback, a rate limiter) returns RetryAfter; Do waits
+	// that long instead of its backoff step, within WithMaxRetryAfter.
+	var waits []time.Duration
+	calls := 0
+	_ = retry.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			return retry.RetryAfter(20*time.Millisecond, errors.New("rate limited"))
+		}
+		return nil
+	}, retry.WithOnRetry(func(ctx context.Context, a retry.Attempt) { waits = append(waits, a.Delay) }))
+	fmt.Println(calls, waits)
+	// Output: 2 [20ms]
+}
