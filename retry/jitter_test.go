@@ -15,7 +15,7 @@ import (
 func expCap(base, maxd time.Duration, n int) time.Duration {
 	c := base
 	for range n {
-		if c >= maxd/2 {
+		if c > maxd/2 {
 			return maxd
 		}
 		c *= 2
