@@ -111,3 +111,19 @@ func keys(m map[string]breaker.Stats) []string {
 	}
 	return ks
 }
+
+func TestGroupEvictsOpenBreakersOnlyWhenAllAreOpen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := breaker.NewGroup[int](breaker.WithMaxKeys(2), breaker.WithConsecutiveFailures(1))
+		ctx := context.Background()
+		g.Execute(ctx, "a", fail)
+		time.Sleep(time.Millisecond)
+		g.Execute(ctx, "b", fail)
+		time.Sleep(time.Millisecond)
+		g.Execute(ctx, "c", ok)
+		st := g.Stats()
+		if _, kept := st["a"]; kept || len(st) != 2 {
+			t.Fatalf("keys %v; want the least recently used open breaker evicted", keys(st))
+		}
+	})
+}

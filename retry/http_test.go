@@ -378,3 +378,54 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestTransportOptions(t *testing.T) {
+	rt := &scripted{statuses: []int{418, 503, 200}}
+	tr, err := retry.NewTransport(rt, retry.WithRetryMethods(http.MethodPost), retry.WithRetryStatus(418),
+		retry.WithRetryOptions(zero()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://example.test/x", strings.NewReader("b"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// 418 is retried; 503 is not in the configured list, so it is returned.
+	if len(rt.reqs) != 2 || resp.StatusCode != 503 {
+		t.Fatalf("%d attempts ending in %d; want 2 ending in 503", len(rt.reqs), resp.StatusCode)
+	}
+	rt2 := &scripted{statuses: []int{503, 200}}
+	tr2, _ := retry.NewTransport(rt2, retry.WithRetryMethods(http.MethodPost), retry.WithRetryOptions(zero()))
+	req, _ = http.NewRequest(http.MethodGet, "http://example.test/x", nil)
+	resp, err = tr2.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(rt2.reqs) != 1 {
+		t.Fatalf("GET retried although only POST was configured")
+	}
+}
+
+func TestTransportBudget(t *testing.T) {
+	b, err := retry.NewBudget(0, 1, 10*time.Second) // 10 retries per 10 s in all
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &scripted{statuses: []int{503}}
+	tr := newTransport(t, rt, retry.WithBudget(b), retry.WithMaxAttempts(5))
+	for range 5 {
+		req, _ := http.NewRequest(http.MethodGet, "http://example.test/x", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	// 5 first attempts + 10 retries allowed by the floor.
+	if len(rt.reqs) != 15 {
+		t.Fatalf("%d attempts; want 15", len(rt.reqs))
+	}
+}
