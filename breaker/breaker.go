@@ -291,7 +291,9 @@ func (b *Breaker[T]) Name() string { return b.name }
 // ctx.Err(). An error counts as a failure unless the caller's ctx was done
 // when fn returned (the caller gave up: not the dependency's fault), or
 // [WithExclude] excludes it, or [WithIsFailure] says it is not a failure. A
-// panic in fn counts as a failure and is re-raised.
+// success slower than [WithSlowCall] counts as a failure (and is still
+// returned as a success). A panic in fn counts as a failure and is
+// re-raised.
 func (b *Breaker[T]) Execute(ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
 	if b.cfg.err != nil {
 		var zero T
@@ -303,8 +305,15 @@ func (b *Breaker[T]) Execute(ctx context.Context, fn func(context.Context) (T, e
 	}
 	var real error
 	v, err := b.cb.Load().Execute(func() (T, error) {
+		var start time.Time
+		if b.cfg.slowCall > 0 {
+			start = time.Now()
+		}
 		v, err := fn(ctx)
 		if err == nil {
+			if b.cfg.slowCall > 0 && time.Since(start) > b.cfg.slowCall {
+				return v, markFailure // reported to the caller as the success it was
+			}
 			return v, nil
 		}
 		real = err

@@ -378,6 +378,7 @@ func TestInvalidOptions(t *testing.T) {
 		"half-open 0":    breaker.WithHalfOpenRequests(0),
 		"max keys 0":     breaker.WithMaxKeys(0),
 		"idle TTL 0":     breaker.WithIdleTTL(0),
+		"slow call 0":    breaker.WithSlowCall(0),
 	} {
 		t.Run(name, func(t *testing.T) {
 			called, err := run(t, breaker.New[int]("svc", opt), ok)
@@ -454,4 +455,24 @@ func TestResetDuringCalls(t *testing.T) {
 	if st := b.Stats(); st.State != breaker.StateClosed || st.Requests != 0 {
 		t.Fatalf("Stats after Reset = %+v", st)
 	}
+}
+
+func TestSlowCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New[int]("svc", breaker.WithConsecutiveFailures(2), breaker.WithSlowCall(time.Second))
+		slow := func(context.Context) (int, error) { time.Sleep(2 * time.Second); return 7, nil }
+		fast := func(context.Context) (int, error) { time.Sleep(time.Second); return 8, nil }
+		if v, err := b.Execute(context.Background(), fast); v != 8 || err != nil {
+			t.Fatalf("fast call = %d, %v", v, err)
+		}
+		for range 2 {
+			if v, err := b.Execute(context.Background(), slow); v != 7 || err != nil {
+				t.Fatalf("slow call = %d, %v; want its value and no error", v, err)
+			}
+		}
+		// The fast call reset nothing; the two slow ones in a row opened it.
+		if st := b.Stats(); st.State != breaker.StateOpen || st.Opened != 1 {
+			t.Fatalf("Stats = %+v; want open after 2 slow calls", st)
+		}
+	})
 }

@@ -47,6 +47,7 @@ type config struct {
 	exclude       func(error) bool
 	isFailure     func(error) bool
 	onStateChange func(StateChange)
+	slowCall      time.Duration
 	maxKeys       int
 	idleTTL       time.Duration
 	err           error
@@ -165,6 +166,20 @@ func WithExclude(f func(error) bool) Option {
 // non-nil error is a failure.
 func WithIsFailure(f func(error) bool) Option {
 	return func(c *config) { c.isFailure = f }
+}
+
+// WithSlowCall counts a call that succeeds but takes longer than d as a
+// failure for the breaker's rules; the caller still gets the value and a nil
+// error. It catches a dependency that answers, but too slowly to be useful.
+// d must be positive; by default the duration of a call does not matter.
+func WithSlowCall(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("slow call threshold %v", d)
+			return
+		}
+		c.slowCall = d
+	}
 }
 
 // WithOnStateChange sets a hook called after every state change, in the
