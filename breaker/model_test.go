@@ -100,3 +100,47 @@ func TestBreakerMatchesModel(t *testing.T) {
 		}
 	})
 }
+
+// TestFailureRateMatchesModel checks, for random sequences of outcomes
+// within one window, that the breaker opens exactly on the first failure
+// after which at least min calls have completed and the failure share is at
+// least rate, and never below min calls.
+func TestFailureRateMatchesModel(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		rate := rapid.Float64Range(0.05, 1).Draw(rt, "rate")
+		minReq := rapid.IntRange(1, 20).Draw(rt, "min")
+		outcomes := rapid.SliceOfN(rapid.IntRange(0, 2), 1, 80).Draw(rt, "outcomes")
+		b := breaker.New[int]("m", breaker.WithFailureRate(rate, uint32(minReq)), breaker.WithWindow(time.Hour, 1),
+			breaker.WithExclude(func(err error) bool { return err == errExcluded }))
+		var succ, fails int
+		for i, o := range outcomes {
+			_, err := b.Execute(context.Background(), func(context.Context) (int, error) {
+				switch o {
+				case 1:
+					return 0, errDown
+				case 2:
+					return 0, errExcluded
+				}
+				return 1, nil
+			})
+			if errors.Is(err, breaker.ErrOpen) {
+				rt.Fatalf("call %d rejected although the model never opened", i)
+			}
+			switch o {
+			case 0:
+				succ++
+			case 1:
+				fails++
+			}
+			done := succ + fails
+			wantOpen := o == 1 && done >= minReq && float64(fails) >= rate*float64(done)
+			if got := b.State() == breaker.StateOpen; got != wantOpen {
+				rt.Fatalf("call %d: open = %v, want %v (%d failures of %d, rate %v, min %d)",
+					i, got, wantOpen, fails, done, rate, minReq)
+			}
+			if wantOpen {
+				return
+			}
+		}
+	})
+}
