@@ -91,7 +91,7 @@ func run(w io.Writer) error {
 	}
 	client, err := NewClient(srv.Client().Transport, Config{
 		Failures:    3,
-		OpenTimeout: 100 * time.Millisecond,
+		OpenTimeout: 300 * time.Millisecond,
 		MaxAttempts: 10,
 		Budget:      budget,
 		OnRetry: func(_ context.Context, a retry.Attempt) {
