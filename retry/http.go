@@ -21,23 +21,28 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // reads before closing it, so that the connection can be reused.
 const DefaultDrainLimit = 64 << 10
 
-// DefaultRetryStatus lists the response statuses a [Transport] retries by
-// default: 429 Too Many Requests and the 5xx statuses that usually mean a
-// transient fault.
-var DefaultRetryStatus = []int{
-	http.StatusTooManyRequests,
-	http.StatusInternalServerError,
-	http.StatusBadGateway,
-	http.StatusServiceUnavailable,
-	http.StatusGatewayTimeout,
+// DefaultRetryStatus returns the response statuses a [Transport] retries
+// by default: 429 Too Many Requests and the 5xx statuses that usually mean a
+// transient fault (500, 502, 503, 504). Each call returns a new slice.
+func DefaultRetryStatus() []int {
+	return []int{
+		http.StatusTooManyRequests,
+		http.StatusInternalServerError,
+		http.StatusBadGateway,
+		http.StatusServiceUnavailable,
+		http.StatusGatewayTimeout,
+	}
 }
 
-// DefaultRetryMethods lists the methods a [Transport] retries by default:
-// those RFC 9110 defines as idempotent. Other requests are retried only when
-// they carry an [IdempotencyKeyHeader].
-var DefaultRetryMethods = []string{
-	http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
-	http.MethodPut, http.MethodDelete,
+// DefaultRetryMethods returns the methods a [Transport] retries by default:
+// those RFC 9110 defines as idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
+// DELETE). Other requests are retried only when they carry an
+// [IdempotencyKeyHeader]. Each call returns a new slice.
+func DefaultRetryMethods() []string {
+	return []string{
+		http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace,
+		http.MethodPut, http.MethodDelete,
+	}
 }
 
 // Transport is an [http.RoundTripper] that retries requests which are safe
@@ -79,13 +84,13 @@ func WithRetryOptions(opts ...Option) TransportOption {
 }
 
 // WithRetryStatus sets the response statuses that are retried. Default
-// [DefaultRetryStatus].
+// [DefaultRetryStatus]().
 func WithRetryStatus(codes ...int) TransportOption {
 	return func(t *Transport) { t.status = slices.Clone(codes) }
 }
 
 // WithRetryMethods sets the methods that are retried without an
-// [IdempotencyKeyHeader]. Default [DefaultRetryMethods].
+// [IdempotencyKeyHeader]. Default [DefaultRetryMethods]().
 func WithRetryMethods(methods ...string) TransportOption {
 	return func(t *Transport) { t.methods = slices.Clone(methods) }
 }
@@ -106,8 +111,8 @@ func NewTransport(next http.RoundTripper, opts ...TransportOption) (*Transport, 
 	t := &Transport{
 		next:       next,
 		s:          &defaults,
-		status:     DefaultRetryStatus,
-		methods:    DefaultRetryMethods,
+		status:     DefaultRetryStatus(),
+		methods:    DefaultRetryMethods(),
 		drainLimit: DefaultDrainLimit,
 	}
 	for _, o := range opts {
