@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -99,10 +100,9 @@ func ExampleNewBudget() {
 }
 
 func ExampleNewTransport() {
-	hits := 0
+	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits++
-		if hits == 1 {
+		if hits.Add(1) == 1 {
 			w.Header().Set("Retry-After", "0")
 			http.Error(w, "try later", http.StatusServiceUnavailable)
 			return
@@ -127,7 +127,7 @@ func ExampleNewTransport() {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	fmt.Println(resp.StatusCode, string(body), "after", hits, "requests")
+	fmt.Println(resp.StatusCode, string(body), "after", hits.Load(), "requests")
 	// Output: 200 created order 17 (key 3f1c) after 2 requests
 }
 
