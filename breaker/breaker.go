@@ -130,6 +130,7 @@ type Breaker[T any] struct {
 	rejected atomic.Uint64
 	opened   atomic.Uint64
 	npending atomic.Int32
+	forced   atomic.Int64 // Unix nanoseconds until which Trip holds it open; 0 if not
 
 	// mu guards the fields below. It is taken inside gobreaker's lock (from
 	// the transition callback) and never held while calling gobreaker or
@@ -230,6 +231,51 @@ func (b *Breaker[T]) record(from, to State, now time.Time) {
 	}
 }
 
+// Trip opens the breaker for d whatever its counts, for example when the
+// dependency asks for a pause (an HTTP 429 or 503 with Retry-After) or for
+// maintenance. Calls are rejected with an [*OpenError] until d has passed;
+// then the breaker closes with fresh counts, as after [Breaker.Reset]. A
+// later Trip replaces the period; Reset ends it. A non-positive d does
+// nothing.
+func (b *Breaker[T]) Trip(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	now := time.Now()
+	b.mu.Lock()
+	b.forced.Store(now.Add(d).UnixNano())
+	if b.state != StateOpen {
+		b.opened.Add(1)
+		b.record(b.state, StateOpen, now)
+	}
+	b.mu.Unlock()
+	if b.npending.Load() != 0 {
+		b.dispatch()
+	}
+}
+
+// tripped reports whether a Trip holds the breaker open, and for how much
+// longer. The first call to see a Trip expire closes the breaker.
+func (b *Breaker[T]) tripped() (time.Duration, bool) {
+	until := b.forced.Load()
+	if until == 0 {
+		return 0, false
+	}
+	now := time.Now()
+	if left := time.Duration(until - now.UnixNano()); left > 0 {
+		return left, true
+	}
+	inst := b.newInstance()
+	b.mu.Lock()
+	if b.forced.Load() == until { // not re-tripped or reset meanwhile
+		b.forced.Store(0)
+		b.cb.Store(inst)
+		b.record(b.state, StateClosed, now)
+	}
+	b.mu.Unlock()
+	return 0, false
+}
+
 // Reset closes the breaker and clears its counts, whatever its state. The
 // outcomes of calls in flight when it is reset are not counted. If the
 // breaker was not closed, the state hook sees a change to closed.
@@ -238,6 +284,7 @@ func (b *Breaker[T]) Reset() {
 	now := time.Now()
 	b.mu.Lock()
 	b.cb.Store(inst)
+	b.forced.Store(0)
 	if b.state != StateClosed {
 		b.record(b.state, StateClosed, now)
 	} else {
@@ -303,6 +350,15 @@ func (b *Breaker[T]) Execute(ctx context.Context, fn func(context.Context) (T, e
 		var zero T
 		return zero, err
 	}
+	if left, ok := b.tripped(); ok {
+		b.rejected.Add(1)
+		var zero T
+		err := &OpenError{Name: b.name, Remaining: ceilMillis(left)}
+		if b.npending.Load() != 0 {
+			b.dispatch()
+		}
+		return zero, err
+	}
 	var real error
 	v, err := b.cb.Load().Execute(func() (T, error) {
 		var start time.Time
@@ -358,16 +414,23 @@ func (b *Breaker[T]) openError() error {
 	// finds it half-open. Rounded up to the millisecond: readable, and never
 	// early.
 	left := max(b.cfg.openTimeout-time.Since(openedAt), 0) + 1
-	if r := left % time.Millisecond; r != 0 {
-		left += time.Millisecond - r
+	return &OpenError{Name: b.name, Remaining: ceilMillis(left)}
+}
+
+func ceilMillis(d time.Duration) time.Duration {
+	if r := d % time.Millisecond; r != 0 {
+		d += time.Millisecond - r
 	}
-	return &OpenError{Name: b.name, Remaining: left}
+	return d
 }
 
 // State returns the breaker's state. An open breaker whose timeout has
 // passed becomes half-open here.
 func (b *Breaker[T]) State() State {
-	s := fromGobreaker(b.cb.Load().State())
+	s := StateOpen
+	if _, ok := b.tripped(); !ok {
+		s = fromGobreaker(b.cb.Load().State())
+	}
 	if b.npending.Load() != 0 {
 		b.dispatch()
 	}

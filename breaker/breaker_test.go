@@ -430,7 +430,7 @@ func TestReset(t *testing.T) {
 	}
 }
 
-func TestResetDuringCalls(t *testing.T) {
+func TestResetAndTripDuringCalls(t *testing.T) {
 	b := breaker.New[int]("svc", breaker.WithConsecutiveFailures(1), breaker.WithOpenTimeout(time.Nanosecond),
 		breaker.WithOnStateChange(func(breaker.StateChange) {}))
 	var wg sync.WaitGroup
@@ -446,7 +446,10 @@ func TestResetDuringCalls(t *testing.T) {
 		})
 	}
 	wg.Go(func() {
-		for range 100 {
+		for i := range 100 {
+			if i%2 == 0 {
+				b.Trip(time.Microsecond)
+			}
 			b.Reset()
 		}
 	})
@@ -473,6 +476,66 @@ func TestSlowCall(t *testing.T) {
 		// The fast call reset nothing; the two slow ones in a row opened it.
 		if st := b.Stats(); st.State != breaker.StateOpen || st.Opened != 1 {
 			t.Fatalf("Stats = %+v; want open after 2 slow calls", st)
+		}
+	})
+}
+
+func TestTrip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var changes []string
+		b := breaker.New[int]("svc", breaker.WithConsecutiveFailures(3),
+			breaker.WithOnStateChange(func(c breaker.StateChange) { changes = append(changes, fmt.Sprint(c.From, "->", c.To)) }))
+		run(t, b, fail)
+		b.Trip(0) // does nothing
+		if b.State() != breaker.StateClosed {
+			t.Fatal("Trip(0) opened the breaker")
+		}
+		b.Trip(5 * time.Second)
+		called, err := run(t, b, ok)
+		var oe *breaker.OpenError
+		if called || !errors.As(err, &oe) || oe.Remaining != 5*time.Second {
+			t.Fatalf("tripped: called %v, err %v; want rejected with 5s remaining", called, err)
+		}
+		if b.State() != breaker.StateOpen {
+			t.Fatal("tripped breaker not open")
+		}
+		time.Sleep(3 * time.Second)
+		if _, err := run(t, b, ok); !errors.As(err, &oe) || oe.Remaining != 2*time.Second {
+			t.Fatalf("err %v; want 2s remaining", err)
+		}
+		time.Sleep(2 * time.Second)
+		if called, err := run(t, b, ok); !called || err != nil {
+			t.Fatalf("after the trip: called %v, err %v", called, err)
+		}
+		st := b.Stats()
+		if st.State != breaker.StateClosed || st.Failures != 0 || st.Opened != 1 || st.Rejected != 2 {
+			t.Fatalf("Stats = %+v; want closed with fresh counts, 1 opening, 2 rejections", st)
+		}
+		// Reset ends a trip early.
+		b.Trip(time.Hour)
+		b.Reset()
+		if called, _ := run(t, b, ok); !called {
+			t.Fatal("Reset did not end the trip")
+		}
+		want := "[closed->open open->closed closed->open open->closed]"
+		if fmt.Sprint(changes) != want {
+			t.Fatalf("hook saw %v, want %v", changes, want)
+		}
+	})
+}
+
+func TestTripRetryAfterWaitsTheWholePeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := breaker.New[int]("svc")
+		b.Trip(1500 * time.Microsecond)
+		_, err := run(t, b, ok)
+		var oe *breaker.OpenError
+		if !errors.As(err, &oe) || oe.RetryAfter() != 2*time.Millisecond {
+			t.Fatalf("err %v; want RetryAfter rounded up to 2ms", err)
+		}
+		time.Sleep(oe.RetryAfter())
+		if called, err := run(t, b, ok); !called || err != nil {
+			t.Fatalf("after waiting RetryAfter: called %v, err %v", called, err)
 		}
 	})
 }

@@ -22,7 +22,9 @@
 // a sliding window reaches [WithFailureRate]. While open it rejects calls at
 // once with an [*OpenError]. After [WithOpenTimeout] it turns half-open and
 // lets [WithHalfOpenRequests] trial calls through: that many successes close
-// it, any failure opens it again. Every default is a named constant.
+// it, any failure opens it again. [Breaker.Trip] opens it by hand for a
+// given time (say, a server's Retry-After) and [Breaker.Reset] closes it.
+// Every default is a named constant.
 //
 // # What counts as a failure
 //

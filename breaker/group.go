@@ -84,7 +84,9 @@ func (g *Group[T]) Stats() map[string]Stats {
 }
 
 // isOpen reads the state without dispatching hooks (g.mu may be held).
-func (b *Breaker[T]) isOpen() bool { return fromGobreaker(b.cb.Load().State()) == StateOpen }
+func (b *Breaker[T]) isOpen() bool {
+	return b.forced.Load() != 0 || fromGobreaker(b.cb.Load().State()) == StateOpen
+}
 
 // sweep evicts idle breakers that are not open. g.mu must be held.
 func (g *Group[T]) sweep(now time.Time) {
