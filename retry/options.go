@@ -125,9 +125,10 @@ func WithMaxAttempts(n int) Option {
 // the first attempt failed: a wait that would end more than d after it is
 // not started and the call fails with [ErrMaxElapsed]. (The first attempt
 // itself is bounded by the context and [WithAttemptTimeout]; measuring from
-// its failure keeps the success path free of clock reads.) Zero removes the bound (attempts stay
-// bounded by [WithMaxAttempts]); d must not be negative. Default
-// [DefaultMaxElapsed]. A context deadline is honoured the same way.
+// its failure keeps the success path free of clock reads.) Zero removes the
+// bound (attempts stay bounded by [WithMaxAttempts]); d must not be
+// negative. Default [DefaultMaxElapsed]. A context deadline is honoured the
+// same way: a wait that would end past it is not started.
 func WithMaxElapsed(d time.Duration) Option {
 	return func(s *settings) {
 		if d < 0 {
