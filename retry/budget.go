@@ -31,9 +31,10 @@ const budgetSlots = 10
 // The window slides in steps of a tenth of its length. Requests are counted
 // when a call starts (its first attempt, which is never refused); each retry
 // withdraws one token. A refused retry ends the call with
-// [ErrBudgetExhausted]. As in Finagle, a request backs retries for one window
-// after it, so over a long run retries stay below 2 × ratio × requests plus
-// the floor's share.
+// [ErrBudgetExhausted]. Under steady traffic retries stay near ratio ×
+// requests. As in Finagle, a request keeps backing retries for one window
+// after it, so in the worst case, over a long run, retries stay within 2 ×
+// ratio × requests plus the floor's share.
 //
 // Share one Budget per dependency (per upstream service, or per host) across
 // all callers with [WithBudget]. A Budget is safe for concurrent use.
