@@ -9,8 +9,10 @@ import (
 // Group keeps one [Breaker] per key (per host, per endpoint, per tenant),
 // all made with the same options, created on first use. It holds at most
 // [WithMaxKeys] breakers: when full, it evicts the least recently used one
-// that is not open, and it evicts breakers unused for [WithIdleTTL] that are
-// not open. An evicted key starts afresh, closed, on its next use.
+// that is not open (approximately: the oldest of a sample), and it evicts
+// breakers unused for [WithIdleTTL]. A breaker whose open period is still
+// running is evicted only when every candidate is open. An evicted key
+// starts afresh, closed, on its next use.
 //
 // A Group is safe for concurrent use and starts no goroutines.
 type Group[T any] struct {
@@ -54,7 +56,7 @@ func (g *Group[T]) Breaker(key string) *Breaker[T] {
 		return m.b
 	}
 	if len(g.m) >= g.cfg.maxKeys {
-		g.evictLRU()
+		g.evictLRU(now)
 	}
 	m := &member[T]{b: newBreaker[T](key, g.cfg), used: now}
 	g.m[key] = m
@@ -83,28 +85,44 @@ func (g *Group[T]) Stats() map[string]Stats {
 	return out
 }
 
-// isOpen reads the state without dispatching hooks (g.mu may be held).
-func (b *Breaker[T]) isOpen() bool {
-	return b.forced.Load() != 0 || fromGobreaker(b.cb.Load().State()) == StateOpen
+// holdsOpen reports whether the breaker is open and its open period still
+// running, without calling gobreaker or dispatching hooks (g.mu may be
+// held).
+func (b *Breaker[T]) holdsOpen(now time.Time) bool {
+	if until := b.forced.Load(); until > now.UnixNano() {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state == StateOpen && now.Sub(b.openedAt) <= b.cfg.openTimeout
 }
+
+// evictSample is how many breakers evictLRU compares: eviction is an
+// approximate LRU in constant time, exact for groups this small.
+const evictSample = 16
 
 // sweep evicts idle breakers that are not open. g.mu must be held.
 func (g *Group[T]) sweep(now time.Time) {
 	g.lastSweep = now
 	for k, m := range g.m {
-		if now.Sub(m.used) >= g.cfg.idleTTL && !m.b.isOpen() {
+		if now.Sub(m.used) >= g.cfg.idleTTL && !m.b.holdsOpen(now) {
 			delete(g.m, k)
 		}
 	}
 }
 
-// evictLRU evicts the least recently used breaker, preferring one that is
-// not open. g.mu must be held.
-func (g *Group[T]) evictLRU() {
+// evictLRU evicts the least recently used of a sample of breakers (map
+// iteration starts at a random place), preferring one that is not open. g.mu
+// must be held.
+func (g *Group[T]) evictLRU(now time.Time) {
 	var victim, openVictim string
 	var vt, ot time.Time
+	n := 0
 	for k, m := range g.m {
-		if m.b.isOpen() {
+		if n++; n > evictSample {
+			break
+		}
+		if m.b.holdsOpen(now) {
 			if openVictim == "" || m.used.Before(ot) {
 				openVictim, ot = k, m.used
 			}

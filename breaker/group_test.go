@@ -101,6 +101,12 @@ func TestGroupIdleEviction(t *testing.T) {
 		if st["open"].State != breaker.StateOpen {
 			t.Fatal("open breaker evicted")
 		}
+		// Once its open period is over, an idle open breaker goes too.
+		time.Sleep(time.Hour)
+		g.Execute(ctx, "busy", ok)
+		if g.Len() != 1 {
+			t.Fatalf("Len = %d after the open period; want only busy left", g.Len())
+		}
 	})
 }
 

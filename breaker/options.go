@@ -194,7 +194,7 @@ func WithOnStateChange(f func(StateChange)) Option {
 
 // WithMaxKeys bounds the number of breakers a [Group] (or [Transport])
 // keeps; when full, the least recently used breaker that is not open is
-// evicted. n must be at least 1. Default [DefaultMaxKeys]. Ignored by [New].
+// evicted (an approximate LRU over a sample of 16). n must be at least 1. Default [DefaultMaxKeys]. Ignored by [New].
 func WithMaxKeys(n int) Option {
 	return func(c *config) {
 		if n < 1 {
@@ -206,7 +206,7 @@ func WithMaxKeys(n int) Option {
 }
 
 // WithIdleTTL sets how long a [Group]'s breaker may go unused before it is
-// evicted; open breakers are kept. d must be positive. Default
+// evicted; a breaker whose open period is still running is kept. d must be positive. Default
 // [DefaultIdleTTL]. Ignored by [New].
 func WithIdleTTL(d time.Duration) Option {
 	return func(c *config) {
