@@ -204,12 +204,14 @@ func (c *config) readyToTrip(n gobreaker.Counts) bool {
 
 // transition is gobreaker's OnStateChange. It runs under gobreaker's lock,
 // so it only records the change; dispatch calls the user's hook later.
-// Changes of an instance that Reset replaced are dropped; the check is made
-// under b.mu, which Reset holds while it swaps instances.
+// Changes of an instance that Reset replaced are dropped, and so are those
+// made by calls that finish during a Trip (the instance is replaced when the
+// Trip ends); the checks are made under b.mu, which Reset, Trip and the end
+// of a Trip hold while they change things.
 func (b *Breaker[T]) transition(inst *gobreaker.CircuitBreaker[T], from, to State) {
 	now := time.Now()
 	b.mu.Lock()
-	if b.cb.Load() == inst {
+	if b.cb.Load() == inst && b.forced.Load() == 0 {
 		if to == StateOpen {
 			b.opened.Add(1)
 		}
