@@ -169,9 +169,12 @@ func WithRetryIf(f func(error) bool) Option {
 
 // WithAttemptTimeout gives each attempt its own deadline, d after the
 // attempt starts (and never later than the caller's). An attempt that runs
-// out of time is retryable while the caller's context is alive. d must be
-// positive; zero (the default) means attempts are bounded only by the
-// caller's context.
+// out of time is retryable while the caller's context is alive. d must not
+// be negative; zero (the default) means attempts are bounded only by the
+// caller's context. The attempt's context is cancelled as soon as the
+// attempt returns, so nothing the operation returns may depend on it (a
+// response body still to be read, say); the [Transport] handles that case
+// itself by keeping the deadline until the body is closed.
 func WithAttemptTimeout(d time.Duration) Option {
 	return func(s *settings) {
 		if d < 0 {
