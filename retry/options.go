@@ -29,8 +29,10 @@ const (
 	// the jitter policies whose Max is zero.
 	DefaultMaxDelay = 10 * time.Second
 	// DefaultMaxRetryAfter caps a server-requested delay (see [RetryAfter]).
-	// A longer request is shortened to this value.
-	DefaultMaxRetryAfter = 30 * time.Second
+	// A longer request is shortened to this value. It exceeds the breaker
+	// package's default open period, so a retry around a default breaker
+	// waits out the whole period in one step.
+	DefaultMaxRetryAfter = time.Minute
 )
 
 // Option configures a call to [Do] or [DoValue], a [Transport] or a
