@@ -132,3 +132,28 @@ func TestComposedTransportOnVirtualTime(t *testing.T) {
 		}
 	})
 }
+
+// TestDefaultsCompose checks that the two packages' defaults fit together: a
+// retry with default options around a breaker with default options, opened
+// by earlier failures, waits out the open period in one step and succeeds on
+// the trial call.
+func TestDefaultsCompose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cb := breaker.New[int]("dep")
+		for range breaker.DefaultConsecutiveFailures {
+			cb.Execute(context.Background(), func(context.Context) (int, error) { return 0, errDown })
+		}
+		attempts, calls := 0, 0
+		start := time.Now()
+		v, err := retry.DoValue(context.Background(), func(ctx context.Context) (int, error) {
+			attempts++
+			return cb.Execute(ctx, func(context.Context) (int, error) { calls++; return 7, nil })
+		})
+		if v != 7 || err != nil || attempts != 2 || calls != 1 {
+			t.Fatalf("DoValue = %d, %v after %d attempts and %d calls; want 7 after 2 attempts, 1 call", v, err, attempts, calls)
+		}
+		if waited := time.Since(start); waited <= breaker.DefaultOpenTimeout || waited > breaker.DefaultOpenTimeout+time.Millisecond {
+			t.Fatalf("waited %v, want just over %v", waited, breaker.DefaultOpenTimeout)
+		}
+	})
+}
