@@ -34,6 +34,8 @@ type Transport struct {
 // NewTransport returns a Transport sending requests through next
 // (http.DefaultTransport if nil), with breakers made from opts. The Group
 // options ([WithMaxKeys], [WithIdleTTL]) bound the number of hosts tracked.
+// As with [New], an invalid option makes every RoundTrip return an error
+// wrapping [ErrInvalidOption].
 func NewTransport(next http.RoundTripper, opts ...Option) *Transport {
 	if next == nil {
 		next = http.DefaultTransport

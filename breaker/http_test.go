@@ -105,3 +105,15 @@ func TestTransportErrorsAreFailures(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestTransportInvalidOption(t *testing.T) {
+	tr := breaker.NewTransport(roundTripFunc(func(*http.Request) (*http.Response, error) {
+		t.Fatal("request sent despite an invalid option")
+		return nil, nil
+	}), breaker.WithOpenTimeout(-1))
+	body := &closeTracker{Reader: strings.NewReader("x")}
+	req, _ := http.NewRequest(http.MethodPost, "http://h/x", body)
+	if _, err := tr.RoundTrip(req); !errors.Is(err, breaker.ErrInvalidOption) || !body.closed {
+		t.Fatalf("err %v, body closed %v", err, body.closed)
+	}
+}
