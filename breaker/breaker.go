@@ -120,12 +120,15 @@ type Stats struct {
 }
 
 // Breaker is a circuit breaker guarding calls that return a T. It is safe
-// for concurrent use and starts no goroutines.
+// for concurrent use and starts no goroutines. The zero value is a breaker
+// with an empty name and the default options; [New] names and configures
+// one.
 type Breaker[T any] struct {
-	name string
-	cfg  config
-	st   gobreaker.Settings
-	cb   atomic.Pointer[gobreaker.CircuitBreaker[T]] // replaced by Reset
+	name  string
+	setup sync.Once // sets cfg, st and cb (for a zero value, on first use)
+	cfg   config
+	st    gobreaker.Settings
+	cb    atomic.Pointer[gobreaker.CircuitBreaker[T]] // replaced by Reset
 
 	rejected atomic.Uint64
 	opened   atomic.Uint64
@@ -162,13 +165,31 @@ func New[T any](name string, opts ...Option) *Breaker[T] {
 }
 
 func newBreaker[T any](name string, cfg config) *Breaker[T] {
-	b := &Breaker[T]{name: name, cfg: cfg, since: time.Now()}
+	b := &Breaker[T]{name: name}
+	b.setup.Do(func() { b.configure(cfg) })
+	return b
+}
+
+// ready returns the current gobreaker instance, configuring a zero-value
+// Breaker with the defaults on first use. Fields set by configure may be read
+// once ready has returned.
+func (b *Breaker[T]) ready() *gobreaker.CircuitBreaker[T] {
+	if cb := b.cb.Load(); cb != nil {
+		return cb
+	}
+	b.setup.Do(func() { b.configure(newConfig(nil)) })
+	return b.cb.Load()
+}
+
+func (b *Breaker[T]) configure(cfg config) {
+	b.cfg = cfg
+	b.since = time.Now()
 	b.st = gobreaker.Settings{
-		Name:         name,
+		Name:         b.name,
 		MaxRequests:  cfg.halfOpen,
 		Interval:     cfg.window,
 		Timeout:      cfg.openTimeout,
-		ReadyToTrip:  cfg.readyToTrip,
+		ReadyToTrip:  b.cfg.readyToTrip,
 		IsSuccessful: func(err error) bool { return err == nil || err == markSuccess },
 		IsExcluded:   func(err error) bool { return err == markExcluded },
 	}
@@ -176,7 +197,6 @@ func newBreaker[T any](name string, cfg config) *Breaker[T] {
 		b.st.BucketPeriod = cfg.window / time.Duration(cfg.buckets)
 	}
 	b.cb.Store(b.newInstance())
-	return b
 }
 
 // newInstance returns a fresh gobreaker whose transitions are reported only
@@ -243,6 +263,7 @@ func (b *Breaker[T]) Trip(d time.Duration) {
 	if d <= 0 {
 		return
 	}
+	b.ready()
 	now := time.Now()
 	b.mu.Lock()
 	b.forced.Store(now.Add(d).UnixNano())
@@ -282,6 +303,7 @@ func (b *Breaker[T]) tripped() (time.Duration, bool) {
 // outcomes of calls in flight when it is reset are not counted. If the
 // breaker was not closed, the state hook sees a change to closed.
 func (b *Breaker[T]) Reset() {
+	b.ready()
 	inst := b.newInstance()
 	now := time.Now()
 	b.mu.Lock()
@@ -344,6 +366,7 @@ func (b *Breaker[T]) Name() string { return b.name }
 // returned as a success). A panic in fn counts as a failure and is
 // re-raised.
 func (b *Breaker[T]) Execute(ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
+	b.ready()
 	if b.cfg.err != nil {
 		var zero T
 		return zero, b.cfg.err
@@ -429,6 +452,7 @@ func ceilMillis(d time.Duration) time.Duration {
 // State returns the breaker's state. An open breaker whose timeout has
 // passed becomes half-open here.
 func (b *Breaker[T]) State() State {
+	b.ready()
 	s := StateOpen
 	if _, ok := b.tripped(); !ok {
 		s = fromGobreaker(b.cb.Load().State())

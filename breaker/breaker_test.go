@@ -539,3 +539,23 @@ func TestTripRetryAfterWaitsTheWholePeriod(t *testing.T) {
 		}
 	})
 }
+
+func TestZeroValues(t *testing.T) {
+	var b breaker.Breaker[int]
+	for range breaker.DefaultConsecutiveFailures {
+		if called, _ := run(t, &b, fail); !called {
+			t.Fatal("zero Breaker rejected a call while closed")
+		}
+	}
+	if b.State() != breaker.StateOpen {
+		t.Fatal("zero Breaker does not use the default rule")
+	}
+	var g breaker.Group[int]
+	if v, err := g.Execute(context.Background(), "k", ok); v != 1 || err != nil || g.Len() != 1 {
+		t.Fatalf("zero Group: %d, %v, Len %d", v, err, g.Len())
+	}
+	var tr breaker.Transport
+	if tr.Group().Len() != 0 {
+		t.Fatal("zero Transport has breakers")
+	}
+}

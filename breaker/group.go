@@ -14,7 +14,8 @@ import (
 // running is evicted only when every candidate is open. An evicted key
 // starts afresh, closed, on its next use.
 //
-// A Group is safe for concurrent use and starts no goroutines.
+// A Group is safe for concurrent use and starts no goroutines. The zero
+// value is a group with the default options.
 type Group[T any] struct {
 	cfg config
 
@@ -35,11 +36,8 @@ func NewGroup[T any](opts ...Option) *Group[T] {
 }
 
 // Execute runs fn through the breaker for key; see [Breaker.Execute].
+// An invalid option makes it return an error wrapping [ErrInvalidOption].
 func (g *Group[T]) Execute(ctx context.Context, key string, fn func(context.Context) (T, error)) (T, error) {
-	if g.cfg.err != nil {
-		var zero T
-		return zero, g.cfg.err
-	}
 	return g.Breaker(key).Execute(ctx, fn)
 }
 
@@ -48,6 +46,10 @@ func (g *Group[T]) Breaker(key string) *Breaker[T] {
 	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.m == nil { // the zero Group
+		g.cfg = newConfig(nil)
+		g.m = make(map[string]*member[T])
+	}
 	if now.Sub(g.lastSweep) >= g.cfg.idleTTL/2 {
 		g.sweep(now)
 	}

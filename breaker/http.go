@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // StatusError is the error a [Transport] reports to the breaker's
@@ -25,8 +26,10 @@ func (e *StatusError) Error() string { return "breaker: HTTP status " + strconv.
 // does not count. While a host's breaker is open, RoundTrip returns an
 // [*OpenError] without sending the request.
 //
-// A Transport is safe for concurrent use.
+// A Transport is safe for concurrent use. The zero value sends through
+// http.DefaultTransport with the default options.
 type Transport struct {
+	setup sync.Once // fills in a zero value
 	next  http.RoundTripper
 	group *Group[*http.Response]
 }
@@ -37,10 +40,25 @@ type Transport struct {
 // As with [New], an invalid option makes every RoundTrip return an error
 // wrapping [ErrInvalidOption].
 func NewTransport(next http.RoundTripper, opts ...Option) *Transport {
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	cfg := newConfig(opts)
+	t := &Transport{next: next, group: newTransportGroup(newConfig(opts))}
+	t.init()
+	return t
+}
+
+// init fills in a zero-value Transport.
+func (t *Transport) init() {
+	t.setup.Do(func() {
+		if t.next == nil {
+			t.next = http.DefaultTransport
+		}
+		if t.group == nil {
+			t.group = newTransportGroup(newConfig(nil))
+		}
+	})
+}
+
+// newTransportGroup returns the per-host group, with 429 excluded.
+func newTransportGroup(cfg config) *Group[*http.Response] {
 	userExclude := cfg.exclude
 	cfg.exclude = func(err error) bool {
 		var se *StatusError
@@ -49,17 +67,18 @@ func NewTransport(next http.RoundTripper, opts ...Option) *Transport {
 		}
 		return userExclude != nil && userExclude(err)
 	}
-	return &Transport{
-		next:  next,
-		group: &Group[*http.Response]{cfg: cfg, m: make(map[string]*member[*http.Response])},
-	}
+	return &Group[*http.Response]{cfg: cfg, m: make(map[string]*member[*http.Response])}
 }
 
 // Group returns the transport's breakers, for inspection.
-func (t *Transport) Group() *Group[*http.Response] { return t.group }
+func (t *Transport) Group() *Group[*http.Response] {
+	t.init()
+	return t.group
+}
 
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.init()
 	var resp *http.Response
 	called := false
 	_, err := t.group.Execute(req.Context(), req.URL.Host, func(context.Context) (*http.Response, error) {

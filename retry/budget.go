@@ -37,7 +37,8 @@ const budgetSlots = 10
 // ratio × requests plus the floor's share.
 //
 // Share one Budget per dependency (per upstream service, or per host) across
-// all callers with [WithBudget]. A Budget is safe for concurrent use.
+// all callers with [WithBudget]. A Budget is safe for concurrent use. The
+// zero Budget allows no retries at all; make budgets with [NewBudget].
 type Budget struct {
 	ratio  float64
 	floor  float64
@@ -92,6 +93,9 @@ func NewBudget(ratio, minPerSecond float64, window time.Duration, opts ...Option
 
 // advance expires slots that left the window. b.mu must be held.
 func (b *Budget) advance() {
+	if b.slot <= 0 {
+		return // the zero Budget: nothing to expire
+	}
 	e := int64(since(b.clock, b.origin) / b.slot)
 	if e <= b.epoch {
 		return

@@ -148,3 +148,15 @@ func TestBudgetProperty(t *testing.T) {
 		}
 	})
 }
+
+func TestZeroBudgetAllowsNoRetries(t *testing.T) {
+	var b retry.Budget
+	calls := 0
+	err := retry.Do(context.Background(), failing(5, &calls), zero(), retry.WithBudget(&b))
+	if calls != 1 || !errors.Is(err, retry.ErrBudgetExhausted) {
+		t.Fatalf("calls = %d, err = %v; want 1 call and ErrBudgetExhausted", calls, err)
+	}
+	if st := b.Stats(); st.Requests != 1 || st.Denied != 1 || st.Available != 0 {
+		t.Fatalf("Stats = %+v", st)
+	}
+}

@@ -59,8 +59,10 @@ func DefaultRetryMethods() []string {
 // retryable status, that response is returned as is, with its body. The
 // request's context bounds all attempts and waits.
 //
-// A Transport is safe for concurrent use.
+// A Transport is safe for concurrent use. The zero value sends through
+// http.DefaultTransport with every default.
 type Transport struct {
+	built          bool // made by NewTransport; otherwise use zeroTransport
 	next           http.RoundTripper
 	s              *settings
 	attemptTimeout time.Duration
@@ -109,6 +111,7 @@ func NewTransport(next http.RoundTripper, opts ...TransportOption) (*Transport, 
 		next = http.DefaultTransport
 	}
 	t := &Transport{
+		built:      true,
 		next:       next,
 		s:          &defaults,
 		status:     DefaultRetryStatus(),
@@ -149,12 +152,18 @@ func (e *StatusError) Error() string {
 	return "retry: HTTP status " + strconv.Itoa(e.StatusCode)
 }
 
+// zeroTransport is what a zero Transport behaves as. It is never modified.
+var zeroTransport, _ = NewTransport(nil)
+
 func (t *Transport) retryable(req *http.Request) bool {
 	return slices.Contains(t.methods, req.Method) || req.Header.Get(IdempotencyKeyHeader) != ""
 }
 
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.built {
+		t = zeroTransport
+	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	if !t.retryable(req) || (hasBody && req.GetBody == nil) {
 		return t.next.RoundTrip(req)

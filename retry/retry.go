@@ -46,22 +46,29 @@ type Error struct {
 
 // Error describes the cause, the number of attempts and the last error.
 func (e *Error) Error() string {
+	cause := "retry: failed"
+	if e.Cause != nil {
+		cause = e.Cause.Error()
+	}
 	if e.Last == nil {
-		return e.Cause.Error()
+		return cause
 	}
 	s := "s"
 	if e.Attempts == 1 {
 		s = ""
 	}
-	return fmt.Sprintf("%v after %d attempt%s: %v", e.Cause, e.Attempts, s, e.Last)
+	return fmt.Sprintf("%s after %d attempt%s: %v", cause, e.Attempts, s, e.Last)
 }
 
-// Unwrap returns Cause and Last.
+// Unwrap returns Cause and Last (those that are set).
 func (e *Error) Unwrap() []error {
-	if e.Last == nil {
-		return []error{e.Cause}
+	var errs []error
+	for _, err := range []error{e.Cause, e.Last} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return []error{e.Cause, e.Last}
+	return errs
 }
 
 // Attempt describes a failed attempt that is about to be retried; see

@@ -397,3 +397,14 @@ func TestSharedBackOffConcurrent(t *testing.T) {
 		})
 	}
 }
+
+func TestErrorZeroValue(t *testing.T) {
+	var e retry.Error
+	if e.Error() != "retry: failed" || len(e.Unwrap()) != 0 {
+		t.Fatalf("zero Error: %q, %v", e.Error(), e.Unwrap())
+	}
+	e = retry.Error{Attempts: 2, Last: errBoom, Cause: retry.ErrExhausted}
+	if got := e.Error(); got != "retry: attempts exhausted after 2 attempts: boom" {
+		t.Fatalf("Error() = %q", got)
+	}
+}
