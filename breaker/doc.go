@@ -36,7 +36,9 @@
 //     which count for nothing;
 //   - errors [WithIsFailure] declares successes.
 //
-// A call whose context is already done is not made and not counted.
+// A panic in fn is a failure (and is re-raised), and so is a success slower
+// than [WithSlowCall], if set (the caller still gets the result). A call
+// whose context is already done is not made and not counted.
 //
 // # Groups and HTTP
 //
@@ -57,7 +59,14 @@
 //	})
 //
 // The same holds for the two HTTP transports: wrap the breaker transport in
-// the retry transport.
+// the retry transport, so that each attempt passes through the host's
+// breaker.
+//
+//	rt, err := retry.NewTransport(breaker.NewTransport(http.DefaultTransport))
+//	client := &http.Client{Transport: rt}
+//
+// The resilienthttp program in the repository's examples directory runs this
+// composition end to end.
 //
 // # Guarantees and limits
 //
