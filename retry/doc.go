@@ -69,8 +69,13 @@
 //	}, retry.WithBudget(budget))
 //
 // Put the retry outside the breaker, as above: each attempt is then one call
-// the breaker counts. The package does not import breaker; any error with a
-// RetryAfter() time.Duration method composes the same way.
+// the breaker counts. For HTTP, wrap the breaker's transport in this one:
+//
+//	rt, err := retry.NewTransport(breaker.NewTransport(http.DefaultTransport),
+//		retry.WithRetryOptions(retry.WithBudget(budget)))
+//
+// The package does not import breaker; any error with a RetryAfter()
+// time.Duration method composes the same way.
 //
 // # What it does not do
 //
