@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,20 +20,22 @@ import (
 type Group[T any] struct {
 	cfg config
 
-	mu        sync.Mutex
+	mu        sync.RWMutex
 	m         map[string]*member[T]
-	lastSweep time.Time
+	lastSweep atomic.Int64 // Unix nanoseconds; written with mu held
 }
 
 type member[T any] struct {
 	b    *Breaker[T]
-	used time.Time // guarded by Group.mu
+	used atomic.Int64 // Unix nanoseconds of the last use
 }
 
 // NewGroup returns an empty Group whose breakers use opts. An invalid
 // option makes every Execute return an error wrapping [ErrInvalidOption].
 func NewGroup[T any](opts ...Option) *Group[T] {
-	return &Group[T]{cfg: newConfig(opts), m: make(map[string]*member[T]), lastSweep: time.Now()}
+	g := &Group[T]{cfg: newConfig(opts), m: make(map[string]*member[T])}
+	g.lastSweep.Store(time.Now().UnixNano())
+	return g
 }
 
 // Execute runs fn through the breaker for key; see [Breaker.Execute].
@@ -44,42 +47,55 @@ func (g *Group[T]) Execute(ctx context.Context, key string, fn func(context.Cont
 // Breaker returns the breaker for key, creating it if needed.
 func (g *Group[T]) Breaker(key string) *Breaker[T] {
 	now := time.Now()
+	ns := now.UnixNano()
+	// Fast path: a known key, no sweep due.
+	g.mu.RLock()
+	if g.m != nil && ns-g.lastSweep.Load() < int64(g.cfg.idleTTL/2) {
+		if m, ok := g.m[key]; ok {
+			m.used.Store(ns)
+			g.mu.RUnlock()
+			return m.b
+		}
+	}
+	g.mu.RUnlock()
+
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.m == nil { // the zero Group
 		g.cfg = newConfig(nil)
 		g.m = make(map[string]*member[T])
 	}
-	if now.Sub(g.lastSweep) >= g.cfg.idleTTL/2 {
+	if ns-g.lastSweep.Load() >= int64(g.cfg.idleTTL/2) {
 		g.sweep(now)
 	}
 	if m, ok := g.m[key]; ok {
-		m.used = now
+		m.used.Store(ns)
 		return m.b
 	}
 	if len(g.m) >= g.cfg.maxKeys {
 		g.evictLRU(now)
 	}
-	m := &member[T]{b: newBreaker[T](key, g.cfg), used: now}
+	m := &member[T]{b: newBreaker[T](key, g.cfg)}
+	m.used.Store(ns)
 	g.m[key] = m
 	return m.b
 }
 
 // Len returns the number of breakers the group holds.
 func (g *Group[T]) Len() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	return len(g.m)
 }
 
 // Stats returns a snapshot of every breaker in the group, keyed by key.
 func (g *Group[T]) Stats() map[string]Stats {
-	g.mu.Lock()
+	g.mu.RLock()
 	bs := make([]*Breaker[T], 0, len(g.m))
 	for _, m := range g.m {
 		bs = append(bs, m.b)
 	}
-	g.mu.Unlock()
+	g.mu.RUnlock()
 	out := make(map[string]Stats, len(bs))
 	for _, b := range bs {
 		out[b.name] = b.Stats()
@@ -105,9 +121,10 @@ const evictSample = 16
 
 // sweep evicts idle breakers that are not open. g.mu must be held.
 func (g *Group[T]) sweep(now time.Time) {
-	g.lastSweep = now
+	g.lastSweep.Store(now.UnixNano())
+	idle := now.Add(-g.cfg.idleTTL).UnixNano()
 	for k, m := range g.m {
-		if now.Sub(m.used) >= g.cfg.idleTTL && !m.b.holdsOpen(now) {
+		if m.used.Load() <= idle && !m.b.holdsOpen(now) {
 			delete(g.m, k)
 		}
 	}
@@ -118,18 +135,19 @@ func (g *Group[T]) sweep(now time.Time) {
 // must be held.
 func (g *Group[T]) evictLRU(now time.Time) {
 	var victim, openVictim string
-	var vt, ot time.Time
+	var vt, ot int64
 	n := 0
 	for k, m := range g.m {
 		if n++; n > evictSample {
 			break
 		}
+		used := m.used.Load()
 		if m.b.holdsOpen(now) {
-			if openVictim == "" || m.used.Before(ot) {
-				openVictim, ot = k, m.used
+			if openVictim == "" || used < ot {
+				openVictim, ot = k, used
 			}
-		} else if victim == "" || m.used.Before(vt) {
-			victim, vt = k, m.used
+		} else if victim == "" || used < vt {
+			victim, vt = k, used
 		}
 	}
 	if victim == "" {
