@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/sony/gobreaker/v2"
@@ -82,4 +83,27 @@ func BenchmarkExecuteOpen(b *testing.B) {
 			cb.Execute(ctx, work)
 		}
 	})
+}
+
+// BenchmarkGroupParallel measures Group.Execute from all CPUs over a set of
+// keys, the pattern of a per-host transport under load.
+func BenchmarkGroupParallel(b *testing.B) {
+	ctx := context.Background()
+	for _, keys := range []int{1, 64} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			g := breaker.NewGroup[int]()
+			names := make([]string, keys)
+			for i := range names {
+				names[i] = fmt.Sprintf("host-%d", i)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					g.Execute(ctx, names[i%keys], work)
+					i++
+				}
+			})
+		})
+	}
 }
