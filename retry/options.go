@@ -215,8 +215,9 @@ func WithMaxRetryAfter(d time.Duration) Option {
 }
 
 // WithClock sets the time source for waits and the elapsed-time bound, for
-// tests (see clocktest.Fake). Default [clock.Real]. Per-attempt timeouts use
-// context deadlines and therefore real (or synctest) time.
+// tests (see clocktest.Fake). Default [clock.Real]. Context deadlines,
+// including per-attempt timeouts, stay in real time (or a testing/synctest
+// bubble's time), so a test with a fake clock should not rely on them.
 func WithClock(c clock.Clock) Option {
 	return func(s *settings) { s.clock = c }
 }
