@@ -9,6 +9,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"pgregory.net/rapid"
 
+	"github.com/distkit/distkit/clock/clocktest"
 	"github.com/distkit/distkit/retry"
 )
 
@@ -153,6 +154,58 @@ func TestAttemptsNeverExceedMax(t *testing.T) {
 			if calls != want+1 || !errors.Is(err, retry.ErrPermanent) {
 				t.Fatalf("calls = %d, err = %v; want %d and ErrPermanent", calls, err, want+1)
 			}
+		}
+	})
+}
+
+// TestDoDelaysWithinPolicy is the property "every wait Do makes is within
+// the policy's bounds": for random mixes of plain failures and
+// server-requested delays, each wait is a full-jitter step (counted from the
+// last server-requested delay, which restarts the sequence) or exactly the
+// requested delay clamped to [0, max retry-after].
+func TestDoDelaysWithinPolicy(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		base := time.Duration(rapid.Int64Range(1, int64(time.Second)).Draw(t, "base"))
+		maxd := time.Duration(rapid.Int64Range(int64(base), int64(time.Minute)).Draw(t, "max"))
+		capRA := time.Duration(rapid.Int64Range(0, int64(time.Minute)).Draw(t, "maxRetryAfter"))
+		n := rapid.IntRange(1, 15).Draw(t, "failures")
+		asks := rapid.SliceOfN(rapid.Int64Range(-int64(time.Second), int64(2*time.Minute)), n, n).Draw(t, "asks")
+		useAsk := rapid.SliceOfN(rapid.Bool(), n, n).Draw(t, "useAsk")
+
+		fc := clocktest.NewFake(time.Time{})
+		stop := drive(fc, time.Hour)
+		defer stop()
+		var got []retry.Attempt
+		calls := 0
+		err := retry.Do(context.Background(), func(context.Context) error {
+			calls++
+			if calls > n {
+				return nil
+			}
+			if useAsk[calls-1] {
+				return retry.RetryAfter(time.Duration(asks[calls-1]), errBoom)
+			}
+			return errBoom
+		}, retry.WithClock(fc), retry.WithMaxAttempts(n+1), retry.WithMaxElapsed(0),
+			retry.WithBackOff(&retry.FullJitter{Base: base, Max: maxd}), retry.WithMaxRetryAfter(capRA),
+			retry.WithOnRetry(func(_ context.Context, a retry.Attempt) { got = append(got, a) }))
+		if err != nil || len(got) != n {
+			t.Fatalf("err %v, %d waits; want success after %d waits", err, len(got), n)
+		}
+		step := 0
+		for i, a := range got {
+			if useAsk[i] {
+				want := min(max(time.Duration(asks[i]), 0), capRA)
+				if a.Delay != want {
+					t.Fatalf("wait %d: %v, want the requested %v clamped to %v", i, a.Delay, want, capRA)
+				}
+				step = 0
+				continue
+			}
+			if hi := expCap(base, maxd, step); a.Delay < 0 || a.Delay > hi {
+				t.Fatalf("wait %d (step %d): %v outside [0, %v]", i, step, a.Delay, hi)
+			}
+			step++
 		}
 	})
 }
