@@ -446,3 +446,19 @@ func TestZeroTransport(t *testing.T) {
 		t.Fatalf("body %q", b)
 	}
 }
+
+func TestTransportRetryAfterPastDeadlineReturnsResponse(t *testing.T) {
+	rt := &scripted{statuses: []int{503, 200}, header: http.Header{"Retry-After": {"7200"}}}
+	tr := newTransport(t, rt, retry.WithMaxRetryAfter(3*time.Hour), retry.WithMaxElapsed(0))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.test/x", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || len(rt.reqs) != 1 {
+		t.Fatalf("status %d after %d attempts; want the 503 at once, without waiting past the deadline", resp.StatusCode, len(rt.reqs))
+	}
+}
