@@ -111,3 +111,19 @@ func ExampleNewTransport() {
 	// status: 503
 	// error: true
 }
+
+func ExampleBreaker_Trip() {
+	cb := breaker.New[string]("payments")
+	// The provider answered 429 with "Retry-After: 120": stop calling it.
+	cb.Trip(120 * time.Second)
+	_, err := cb.Execute(context.Background(), func(ctx context.Context) (string, error) {
+		return "charged", nil
+	})
+	var open *breaker.OpenError
+	fmt.Println(errors.As(err, &open), open.Remaining.Round(time.Second), cb.State())
+	cb.Reset() // e.g. an operator knows it is back
+	fmt.Println(cb.State())
+	// Output:
+	// true 2m0s open
+	// closed
+}
