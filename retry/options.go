@@ -23,7 +23,9 @@ const (
 	// failure until the last retry begins. No wait is started that would end
 	// past it.
 	DefaultMaxElapsed = time.Minute
-	// DefaultBaseDelay is the first backoff step of the default policy.
+	// DefaultBaseDelay caps the first wait of the default policy (full
+	// jitter: the wait before retry n is uniform in [0, min(max, base·2ⁿ)]),
+	// and is the Base of the jitter policies whose Base is zero.
 	DefaultBaseDelay = 100 * time.Millisecond
 	// DefaultMaxDelay caps every backoff step of the default policy and of
 	// the jitter policies whose Max is zero.
