@@ -46,21 +46,31 @@ func fromGobreaker(s gobreaker.State) State {
 	return StateClosed
 }
 
-// Errors returned by this package. A rejected call's error also matches
-// gobreaker's own errors (gobreaker.ErrOpenState, gobreaker.ErrTooManyRequests)
-// with errors.Is, so code written against gobreaker keeps working.
+// Errors returned by this package. ErrOpen and ErrTooManyRequests, and so
+// every rejected call's error, also match gobreaker's own errors
+// (gobreaker.ErrOpenState, gobreaker.ErrTooManyRequests) with errors.Is, so
+// code written against gobreaker keeps working.
 var (
 	// ErrOpen: the breaker is open and the call was not made. The error is
 	// an [*OpenError], which says when a trial call will be allowed.
-	ErrOpen = errors.New("breaker: open")
+	ErrOpen error = &sentinel{"breaker: open", gobreaker.ErrOpenState}
 	// ErrTooManyRequests: the breaker is half-open and its trial calls are
 	// all in flight, so the call was not made.
-	ErrTooManyRequests = errors.New("breaker: too many requests")
+	ErrTooManyRequests error = &sentinel{"breaker: too many requests", gobreaker.ErrTooManyRequests}
 	// ErrInvalidOption: an option was given an invalid value. A breaker made
 	// with one returns it (wrapped, with details) from every Execute and
 	// never calls fn.
 	ErrInvalidOption = errors.New("breaker: invalid option")
 )
+
+// sentinel is an error that also matches the gobreaker error it stands for.
+type sentinel struct {
+	msg  string
+	also error
+}
+
+func (e *sentinel) Error() string        { return e.msg }
+func (e *sentinel) Is(target error) bool { return target == e.also }
 
 // OpenError is the error of a call rejected because the breaker is open.
 // errors.Is matches [ErrOpen] and gobreaker.ErrOpenState.
@@ -78,22 +88,13 @@ func (e *OpenError) Error() string {
 	return fmt.Sprintf("breaker: %q open, trial call in %v", e.Name, e.Remaining)
 }
 
-// Unwrap returns [ErrOpen] and gobreaker.ErrOpenState.
-func (e *OpenError) Unwrap() []error { return []error{ErrOpen, gobreaker.ErrOpenState} }
+// Unwrap returns [ErrOpen] (which matches gobreaker.ErrOpenState).
+func (e *OpenError) Unwrap() error { return ErrOpen }
 
 // RetryAfter returns Remaining. A retry loop that honours a RetryAfter()
 // method, such as the retry package's, therefore waits out the open period
 // instead of calling again at once.
 func (e *OpenError) RetryAfter() time.Duration { return e.Remaining }
-
-type tooManyError struct{}
-
-func (tooManyError) Error() string { return ErrTooManyRequests.Error() }
-func (tooManyError) Unwrap() []error {
-	return []error{ErrTooManyRequests, gobreaker.ErrTooManyRequests}
-}
-
-var errTooMany error = tooManyError{}
 
 // StateChange describes a transition, passed to the [WithOnStateChange] hook.
 type StateChange struct {
@@ -409,7 +410,7 @@ func (b *Breaker[T]) Execute(ctx context.Context, fn func(context.Context) (T, e
 			err = b.openError()
 		case gobreaker.ErrTooManyRequests:
 			b.rejected.Add(1)
-			err = errTooMany
+			err = ErrTooManyRequests
 		}
 	}
 	if b.npending.Load() != 0 {

@@ -559,3 +559,15 @@ func TestZeroValues(t *testing.T) {
 		t.Fatal("zero Transport has breakers")
 	}
 }
+
+func TestSentinelsMatchGobreaker(t *testing.T) {
+	if !errors.Is(breaker.ErrOpen, gobreaker.ErrOpenState) || !errors.Is(breaker.ErrTooManyRequests, gobreaker.ErrTooManyRequests) {
+		t.Fatal("sentinels do not match gobreaker's errors")
+	}
+	if errors.Is(breaker.ErrOpen, gobreaker.ErrTooManyRequests) || errors.Is(breaker.ErrOpen, breaker.ErrTooManyRequests) {
+		t.Fatal("ErrOpen matches the wrong error")
+	}
+	if breaker.ErrOpen.Error() != "breaker: open" || breaker.ErrTooManyRequests.Error() != "breaker: too many requests" {
+		t.Fatal("wrong messages")
+	}
+}
