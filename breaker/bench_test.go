@@ -27,8 +27,8 @@ func BenchmarkExecuteClosed(b *testing.B) {
 			sink += v
 		}
 	})
-	b.Run("impl=gobreaker", func(b *testing.B) {
-		cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Name: "bench"})
+	b.Run("impl=gobreaker/window=fixed", func(b *testing.B) {
+		cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Name: "bench", Interval: breaker.DefaultWindow})
 		b.ReportAllocs()
 		for b.Loop() {
 			v, _ := cb.Execute(func() (int, error) { return work(ctx) })
@@ -44,7 +44,15 @@ func BenchmarkExecuteClosed(b *testing.B) {
 			sink += v
 		}
 	})
-	b.Run("impl=breaker", func(b *testing.B) {
+	b.Run("impl=breaker/window=fixed", func(b *testing.B) {
+		cb := breaker.New[int]("bench", breaker.WithWindow(breaker.DefaultWindow, 1))
+		b.ReportAllocs()
+		for b.Loop() {
+			v, _ := cb.Execute(ctx, work)
+			sink += v
+		}
+	})
+	b.Run("impl=breaker/window=10buckets", func(b *testing.B) {
 		cb := breaker.New[int]("bench")
 		b.ReportAllocs()
 		for b.Loop() {

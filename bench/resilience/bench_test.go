@@ -99,8 +99,8 @@ func BenchmarkBreakerClosed(b *testing.B) {
 			sink += v
 		}
 	})
-	b.Run("impl=gobreaker", func(b *testing.B) {
-		cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Name: "bench"})
+	b.Run("impl=gobreaker/window=fixed", func(b *testing.B) {
+		cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Name: "bench", Interval: breaker.DefaultWindow})
 		b.ReportAllocs()
 		for b.Loop() {
 			v, _ := cb.Execute(func() (int, error) { return work(ctx) })
@@ -116,7 +116,15 @@ func BenchmarkBreakerClosed(b *testing.B) {
 			sink += v
 		}
 	})
-	b.Run("impl=distkit", func(b *testing.B) {
+	b.Run("impl=distkit/window=fixed", func(b *testing.B) {
+		cb := breaker.New[int]("bench", breaker.WithWindow(breaker.DefaultWindow, 1))
+		b.ReportAllocs()
+		for b.Loop() {
+			v, _ := cb.Execute(ctx, work)
+			sink += v
+		}
+	})
+	b.Run("impl=distkit/window=10buckets", func(b *testing.B) {
 		cb := breaker.New[int]("bench")
 		b.ReportAllocs()
 		for b.Loop() {
