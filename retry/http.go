@@ -2,6 +2,9 @@ package retry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -47,8 +50,8 @@ func DefaultRetryMethods() []string {
 
 // Transport is an [http.RoundTripper] that retries requests which are safe
 // to repeat: those with an idempotent method and those carrying an
-// [IdempotencyKeyHeader]. It retries transport errors and the configured
-// statuses with the retry options it was made with, and honours a
+// [IdempotencyKeyHeader]. It retries transport errors (except TLS
+// certificate failures, which no retry fixes) and the configured statuses with the retry options it was made with, and honours a
 // Retry-After response header (delta-seconds or HTTP-date) within
 // [WithMaxRetryAfter].
 //
@@ -190,6 +193,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.next.RoundTrip(r)
 		if err != nil {
 			cancel()
+			if certificateError(err) {
+				return nil, Permanent(err) // the same certificate will fail again
+			}
 			return nil, err
 		}
 		if t.attemptTimeout > 0 {
@@ -235,6 +241,19 @@ func withAttemptTimeout(ctx context.Context, d time.Duration) (context.Context, 
 		return ctx, noop
 	}
 	return context.WithTimeout(ctx, d)
+}
+
+// certificateError reports whether err is a TLS certificate verification
+// failure, which no retry can fix.
+func certificateError(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &authority) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid)
 }
 
 type cancelOnClose struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -460,5 +461,22 @@ func TestTransportRetryAfterPastDeadlineReturnsResponse(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || len(rt.reqs) != 1 {
 		t.Fatalf("status %d after %d attempts; want the 503 at once, without waiting past the deadline", resp.StatusCode, len(rt.reqs))
+	}
+}
+
+func TestTransportDoesNotRetryCertificateErrors(t *testing.T) {
+	hits := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed handshakes are expected
+	srv.StartTLS()
+	defer srv.Close()
+	base := &http.Transport{} // does not trust the test server's certificate
+	defer base.CloseIdleConnections()
+	tries := 0
+	tr := newTransport(t, base, retry.WithOnRetry(func(context.Context, retry.Attempt) { tries++ }))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	_, err := tr.RoundTrip(req)
+	if err == nil || !errors.Is(err, retry.ErrPermanent) || tries != 0 || hits != 0 {
+		t.Fatalf("err %v, %d retries, %d hits; want a permanent certificate error and no retry", err, tries, hits)
 	}
 }
