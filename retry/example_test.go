@@ -198,3 +198,22 @@ func ExampleRetryAfter() {
 	fmt.Println(calls, waits)
 	// Output: 2 [20ms]
 }
+
+func ExampleWithBackOff() {
+	// Any backoff/v4 policy works. An *ExponentialBackOff (like the jitter
+	// policies of this package) is copied per call, so one value can be
+	// shared by every caller.
+	shared := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(time.Millisecond),
+		backoff.WithMaxInterval(10*time.Millisecond))
+	calls := 0
+	err := retry.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		if calls < 3 {
+			return errors.New("busy")
+		}
+		return nil
+	}, retry.WithBackOff(shared), retry.WithMaxAttempts(5))
+	fmt.Println(calls, err)
+	// Output: 3 <nil>
+}
