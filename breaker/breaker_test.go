@@ -379,6 +379,7 @@ func TestInvalidOptions(t *testing.T) {
 		"max keys 0":     breaker.WithMaxKeys(0),
 		"idle TTL 0":     breaker.WithIdleTTL(0),
 		"slow call 0":    breaker.WithSlowCall(0),
+		"trip cap 0":     breaker.WithRetryAfterTrip(0),
 	} {
 		t.Run(name, func(t *testing.T) {
 			called, err := run(t, breaker.New[int]("svc", opt), ok)

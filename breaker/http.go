@@ -3,10 +3,40 @@ package breaker
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
+
+// parseRetryAfter parses a Retry-After value, delta-seconds or an
+// HTTP-date, into the delay it asks for from now; a past date gives 0. It
+// reports false for anything else.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		for i := range len(v) {
+			if v[i] < '0' || v[i] > '9' {
+				return 0, false
+			}
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > math.MaxInt64/int64(time.Second) {
+			return time.Duration(math.MaxInt64), true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
 
 // StatusError is the error a [Transport] reports to the breaker's
 // classifiers ([WithExclude], [WithIsFailure]) for a 5xx or 429 response.
@@ -24,7 +54,8 @@ func (e *StatusError) Error() string { return "breaker: HTTP status " + strconv.
 // success nor failure (the server is up, and is pacing us); every other
 // response is a success. A request whose context is done when the call ends
 // does not count. While a host's breaker is open, RoundTrip returns an
-// [*OpenError] without sending the request.
+// [*OpenError] without sending the request. With [WithRetryAfterTrip], a
+// 429 or 503 carrying Retry-After also pauses the host's breaker.
 //
 // A Transport is safe for concurrent use. The zero value sends through
 // http.DefaultTransport with the default options.
@@ -94,6 +125,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return r, nil
 	})
 	if resp != nil {
+		if limit := t.group.cfg.tripMax; limit > 0 &&
+			(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && d > 0 {
+				t.group.Breaker(req.URL.Host).Trip(min(d, limit))
+			}
+		}
 		return resp, nil
 	}
 	if !called && req.Body != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/distkit/distkit/breaker"
 )
@@ -116,4 +118,45 @@ func TestTransportInvalidOption(t *testing.T) {
 	if _, err := tr.RoundTrip(req); !errors.Is(err, breaker.ErrInvalidOption) || !body.closed {
 		t.Fatalf("err %v, body closed %v", err, body.closed)
 	}
+}
+
+func TestTransportRetryAfterTrip(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		calls := 0
+		status, after := 429, "2"
+		tr := breaker.NewTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			calls++
+			h := http.Header{}
+			if after != "" {
+				h.Set("Retry-After", after)
+			}
+			return &http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: r}, nil
+		}), breaker.WithRetryAfterTrip(time.Minute))
+		get := func(host string) (*http.Response, error) {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+host+"/x", nil)
+			return tr.RoundTrip(req)
+		}
+		if resp, err := get("a"); err != nil || resp.StatusCode != 429 {
+			t.Fatalf("first call: %v, %v", resp, err)
+		}
+		_, err := get("a")
+		var oe *breaker.OpenError
+		if !errors.As(err, &oe) || oe.Remaining != 2*time.Second || calls != 1 {
+			t.Fatalf("err %v after %d calls; want the host tripped for 2s", err, calls)
+		}
+		if _, err := get("b"); err != nil || calls != 2 {
+			t.Fatalf("other host: %v", err)
+		}
+		time.Sleep(2 * time.Second)
+		status, after = 200, ""
+		if resp, err := get("a"); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("after the pause: %v, %v", resp, err)
+		}
+		// A long Retry-After is capped.
+		status, after = 503, "3600"
+		get("a")
+		if _, err := get("a"); !errors.As(err, &oe) || oe.Remaining != time.Minute {
+			t.Fatalf("err %v; want a trip capped at 1m", err)
+		}
+	})
 }

@@ -48,6 +48,7 @@ type config struct {
 	isFailure     func(error) bool
 	onStateChange func(StateChange)
 	slowCall      time.Duration
+	tripMax       time.Duration
 	maxKeys       int
 	idleTTL       time.Duration
 	err           error
@@ -179,6 +180,23 @@ func WithSlowCall(d time.Duration) Option {
 			return
 		}
 		c.slowCall = d
+	}
+}
+
+// WithRetryAfterTrip makes a [Transport] honour a server's request to back
+// off: a 429 or 503 response with a Retry-After header (seconds or
+// HTTP-date) trips the host's breaker ([Breaker.Trip]) for that long,
+// capped at limit, so every caller of the host waits, not only the one that
+// got the response. limit must be positive. By default Retry-After is left
+// to the caller (the retry package's transport honours it per request).
+// Ignored by [New] and [NewGroup].
+func WithRetryAfterTrip(limit time.Duration) Option {
+	return func(c *config) {
+		if limit <= 0 {
+			c.invalid("retry-after trip cap %v", limit)
+			return
+		}
+		c.tripMax = limit
 	}
 }
 
