@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"strings"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/distkit/distkit/idempotency"
+	"github.com/distkit/distkit/retry"
 )
 
 func ExampleGuard_Do() {
@@ -91,7 +93,8 @@ func (t *lossyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // A client makes one key per payment and sends it on every attempt, so the
-// server charges once however many attempts it takes.
+// server charges once however many attempts it takes. The retry package's
+// transport retries a POST only because it carries an Idempotency-Key.
 func ExampleNewKey_retryingClient() {
 	charges := 0
 	pay := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -100,28 +103,33 @@ func ExampleNewKey_retryingClient() {
 		io.WriteString(w, "paid")
 	})
 	server := idempotency.Middleware(idempotency.New(nil))(pay)
-	client := &http.Client{Transport: &lossyTransport{h: server, lose: 2}}
+	retrying, err := retry.NewTransport(&lossyTransport{h: server, lose: 2}, retry.WithRetryOptions(
+		retry.WithMaxAttempts(5),
+		retry.WithBackOff(&backoff.ZeroBackOff{}), // a real client keeps the jittered default
+		retry.WithOnRetry(func(_ context.Context, a retry.Attempt) {
+			fmt.Printf("attempt %d: %v\n", a.N, a.Err)
+		}),
+	))
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: retrying}
 
 	key := idempotency.NewKey() // once per payment, not per attempt
-	body := []byte(`{"amount":"42.00 EUR"}`)
-	for attempt := 1; attempt <= 5; attempt++ {
-		req, _ := http.NewRequest(http.MethodPost, "http://payments.example/pay", bytes.NewReader(body))
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := client.Do(req)
-		if err != nil {
-			fmt.Printf("attempt %d: %v\n", attempt, errors.Unwrap(err))
-			continue // a real client waits with backoff here
-		}
-		msg, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Printf("attempt %d: %d %s replayed=%s\n", attempt, resp.StatusCode, msg, resp.Header.Get("Idempotent-Replayed"))
-		break
+	req, _ := http.NewRequest(http.MethodPost, "http://payments.example/pay", bytes.NewReader([]byte(`{"amount":"42.00 EUR"}`)))
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := client.Do(req)
+	if err != nil {
+		panic(err)
 	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Printf("answer: %d %s replayed=%s\n", resp.StatusCode, msg, resp.Header.Get("Idempotent-Replayed"))
 	fmt.Println("charges:", charges)
 	// Output:
 	// attempt 1: connection reset by peer
 	// attempt 2: connection reset by peer
-	// attempt 3: 201 paid replayed=true
+	// answer: 201 paid replayed=true
 	// charges: 1
 }
 
