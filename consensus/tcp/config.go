@@ -59,6 +59,7 @@ const (
 	DefaultMinBackoff         = 50 * time.Millisecond
 	DefaultMaxBackoff         = 2 * time.Second
 	DefaultMaxBatchMessages   = 512
+	DefaultMaxConns           = 1024
 )
 
 // Config configures a Transport. Zero fields take the documented defaults;
@@ -138,6 +139,11 @@ type Config struct {
 	// in one call. Default DefaultMaxBatchMessages.
 	MaxBatchMessages int
 
+	// MaxConns bounds the inbound connections open at once (handshakes in
+	// progress included); more are closed at once. Each member needs one
+	// per peer plus one per snapshot in flight. Default DefaultMaxConns.
+	MaxConns int
+
 	// MinBackoff and MaxBackoff bound the jittered exponential delay
 	// between reconnection attempts to a peer. Defaults DefaultMinBackoff
 	// and DefaultMaxBackoff.
@@ -183,6 +189,7 @@ func (c Config) withDefaults() (Config, error) {
 	defInt(&c.MaxFrameBytes, DefaultMaxFrameBytes)
 	defInt(&c.SnapshotChunkBytes, min(DefaultSnapshotChunkBytes, c.MaxFrameBytes))
 	defInt(&c.MaxBatchMessages, DefaultMaxBatchMessages)
+	defInt(&c.MaxConns, DefaultMaxConns)
 	if c.Clock == nil {
 		c.Clock = clock.Real
 	}
@@ -191,8 +198,8 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("timeouts and backoffs must be positive")
 	case c.MinBackoff > c.MaxBackoff:
 		return bad("MinBackoff %v exceeds MaxBackoff %v", c.MinBackoff, c.MaxBackoff)
-	case c.MaxQueueMessages < 0, c.MaxQueueBytes < 0, c.MaxBatchMessages < 0:
-		return bad("queue and batch bounds must be positive")
+	case c.MaxQueueMessages < 0, c.MaxQueueBytes < 0, c.MaxBatchMessages < 0, c.MaxConns < 0:
+		return bad("queue, batch and connection bounds must be positive")
 	case c.MaxFrameBytes < 64 || c.MaxFrameBytes > math.MaxInt32:
 		return bad("MaxFrameBytes %d outside [64, %d]", c.MaxFrameBytes, math.MaxInt32)
 	case c.SnapshotChunkBytes < 0 || c.SnapshotChunkBytes > c.MaxFrameBytes:

@@ -37,9 +37,14 @@ func (t *Transport) acceptLoop(ctx context.Context) {
 			continue
 		}
 		delay = 0
-		if !t.track(c, 0) {
+		if !t.track(c, true) {
 			c.Close()
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			t.refused.Add(1)
+			t.log.Warn("tcp: too many inbound connections, refusing", "remote", c.RemoteAddr().String(), "max", t.cfg.MaxConns)
+			continue
 		}
 		t.wg.Add(1)
 		go func() {
@@ -66,8 +71,10 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 			return
 		}
 	}
-	br := bufio.NewReaderSize(conn, readBufferBytes)
-	hs, err := readHandshake(br)
+	// The dialer sends nothing after its handshake until it is answered,
+	// so reading it unbuffered loses nothing, and costs no buffer for
+	// connections that never pass it.
+	hs, err := readHandshake(conn)
 	if err != nil {
 		t.refused.Add(1)
 		if errors.Is(err, errVersion) {
@@ -90,6 +97,7 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 	}
 	t.accepted.Add(1)
 	raw.SetDeadline(time.Time{})
+	br := bufio.NewReaderSize(conn, readBufferBytes)
 	switch hs.stream {
 	case streamMessages:
 		err = t.readMessages(br, hs.from)
@@ -131,11 +139,26 @@ func (t *Transport) admit(hs handshake, raw net.Conn, tc *tls.Conn) byte {
 	case t.removed[hs.from]:
 		return statusRefusedSender
 	}
-	if hs.addr != "" && t.peers[hs.from] == nil && len(t.learned) < maxLearned {
-		t.learned[hs.from] = hs.addr
+	if hs.addr != "" {
+		if p := t.peers[hs.from]; p != nil {
+			if p.address() == "" {
+				p.setAddr(hs.addr)
+			}
+		} else if _, ok := t.learned[hs.from]; ok || len(t.learned) < maxLearned {
+			t.learned[hs.from] = hs.addr
+		}
+	}
+	if hs.stream == streamMessages {
+		// One message stream per sender: a new one replaces the old,
+		// which may be half-open after the sender crashed.
+		for c, ci := range t.conns {
+			if ci.inbound && ci.from == hs.from && ci.stream == streamMessages {
+				c.Close()
+			}
+		}
 	}
 	if _, ok := t.conns[raw]; ok {
-		t.conns[raw] = hs.from // so RemovePeer closes it
+		t.conns[raw] = connInfo{inbound: true, from: hs.from, stream: hs.stream} // so RemovePeer closes it
 	}
 	return statusOK
 }

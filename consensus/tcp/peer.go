@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -48,11 +49,15 @@ type peer struct {
 }
 
 func newPeer(t *Transport, id uint64, addr string) *peer {
+	state := stateDialing // queue while the first dial runs
+	if addr == "" {
+		state = stateDown
+	}
 	return &peer{
 		t:      t,
 		id:     id,
 		addr:   addr,
-		state:  stateDialing,
+		state:  state,
 		wake:   make(chan struct{}, 1),
 		redial: make(chan struct{}, 1),
 	}
@@ -63,6 +68,12 @@ func signal(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+func (p *peer) address() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr
 }
 
 // setAddr changes the address; a live stream to the old one is closed.
@@ -176,7 +187,12 @@ func (p *peer) run(ctx context.Context) {
 		if errors.Is(err, errAddrChange) {
 			p.t.log.Info("tcp: redialing peer at its new address", "peer", p.id)
 		} else if err != errNoAddr {
-			p.t.log.Warn("tcp: peer stream down", "peer", p.id, "addr", addr, "err", err)
+			// Warn once per outage, not on every retry.
+			level := slog.LevelWarn
+			if failures > 1 {
+				level = slog.LevelDebug
+			}
+			p.t.log.Log(ctx, level, "tcp: peer unreachable", "peer", p.id, "addr", addr, "err", err, "attempt", failures)
 		}
 		var wait <-chan time.Time
 		var timer clockTimer

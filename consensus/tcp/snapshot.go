@@ -66,7 +66,7 @@ func (t *Transport) SendSnapshot(ctx context.Context, msg consensus.Message, bod
 		return err
 	}
 	defer conn.Close()
-	if !t.track(conn, 0) {
+	if !t.track(conn, false) {
 		return ErrClosed
 	}
 	defer t.untrack(conn)

@@ -42,7 +42,8 @@ type Transport struct {
 	peers   map[uint64]*peer
 	learned map[uint64]string // advertised addresses of members nobody told us about
 	removed map[uint64]bool
-	conns   map[net.Conn]uint64 // open inbound (sender id) and snapshot connections
+	inbound int                   // inbound connections open
+	conns   map[net.Conn]connInfo // open inbound and outbound snapshot connections
 
 	wg sync.WaitGroup
 
@@ -76,7 +77,7 @@ func New(cfg Config) (*Transport, error) {
 		peers:     make(map[uint64]*peer),
 		learned:   make(map[uint64]string),
 		removed:   make(map[uint64]bool),
-		conns:     make(map[net.Conn]uint64),
+		conns:     make(map[net.Conn]connInfo),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -177,8 +178,8 @@ func (t *Transport) RemovePeer(id uint64) {
 	delete(t.learned, id)
 	t.removed[id] = true
 	var conns []net.Conn
-	for c, from := range t.conns {
-		if from == id {
+	for c, ci := range t.conns {
+		if ci.from == id && ci.inbound {
 			conns = append(conns, c)
 		}
 	}
@@ -289,20 +290,34 @@ func (t *Transport) Close() error {
 	return err
 }
 
+// connInfo describes a tracked connection.
+type connInfo struct {
+	inbound bool
+	from    uint64 // inbound: the sender, once the handshake passed
+	stream  byte   // inbound: the stream kind, once the handshake passed
+}
+
 // track registers a connection so Close and RemovePeer can close it. It
-// returns false (and the caller must close c) if the transport is closed.
-func (t *Transport) track(c net.Conn, from uint64) bool {
+// returns false (and the caller must close c) if the transport is closed
+// or, for inbound connections, if MaxConns are open.
+func (t *Transport) track(c net.Conn, inbound bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.closed || (inbound && t.inbound >= t.cfg.MaxConns) {
 		return false
 	}
-	t.conns[c] = from
+	if inbound {
+		t.inbound++
+	}
+	t.conns[c] = connInfo{inbound: inbound}
 	return true
 }
 
 func (t *Transport) untrack(c net.Conn) {
 	t.mu.Lock()
+	if t.conns[c].inbound {
+		t.inbound--
+	}
 	delete(t.conns, c)
 	t.mu.Unlock()
 }

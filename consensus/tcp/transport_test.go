@@ -362,3 +362,25 @@ func TestCloseBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A member added without an address becomes reachable once it connects
+// and advertises one.
+func TestEmptyAddressFilledByHandshake(t *testing.T) {
+	a, recA := newTransport(t, 1, nil)
+	b, recB := newTransport(t, 2, nil)
+	a.AddPeer(2, "")
+	a.Send([]consensus.Message{msg(1, 2, 0)})
+	if recA.unreachableCount(2) != 1 {
+		t.Fatalf("send to a member without address not reported unreachable")
+	}
+	b.AddPeer(1, a.Addr().String())
+	waitConnected(t, b, 1)
+	b.Send([]consensus.Message{msg(2, 1, 0)})
+	recA.waitFor(t, "message from 2", func() bool { return len(recA.received()) == 1 })
+	i := 1
+	recB.waitFor(t, "a reply", func() bool {
+		a.Send([]consensus.Message{msg(1, 2, i)})
+		i++
+		return len(recB.received()) > 0
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/distkit/distkit/consensus"
 )
@@ -191,4 +192,56 @@ func TestOversizedMessageDropped(t *testing.T) {
 	if recA.unreachableCount(2) != 1 {
 		t.Fatalf("dropped message not reported")
 	}
+}
+
+func TestMaxConns(t *testing.T) {
+	b, recB := newTransport(t, 2, func(c *Config) { c.MaxConns = 2; c.DialTimeout = time.Minute })
+	var idle []net.Conn
+	for range 2 { // two connections sit in the handshake
+		c, err := net.Dial("tcp", b.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	waitFor(t, "two tracked connections", nil, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.inbound == 2
+	})
+	c := rawDial(t, b, handshake{stream: streamMessages, from: 1, to: 2})
+	expectClosed(t, c)
+	if b.Stats().Refused == 0 {
+		t.Fatalf("connection over the limit not counted")
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	a, _ := newTransport(t, 1, nil)
+	a.AddPeer(2, b.Addr().String())
+	recB.waitFor(t, "delivery once connections closed", func() bool {
+		a.Send([]consensus.Message{msg(1, 2, 0)})
+		return len(recB.received()) > 0
+	})
+}
+
+// A second message stream from the same sender replaces the first, which
+// may be half-open after the sender crashed.
+func TestNewStreamReplacesOld(t *testing.T) {
+	b, recB := newTransport(t, 2, nil)
+	hs := handshake{stream: streamMessages, from: 1, to: 2}
+	old := rawDial(t, b, hs)
+	if err := readResponse(old); err != nil {
+		t.Fatal(err)
+	}
+	c := rawDial(t, b, hs)
+	if err := readResponse(c); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, old)
+	w := bufio.NewWriter(c)
+	writeFrame(w, frameMessage, []byte{byte(consensus.KindOther), 'x'})
+	w.Flush()
+	recB.waitFor(t, "message on the new stream", func() bool { return len(recB.received()) == 1 })
 }
