@@ -2,8 +2,11 @@ package tcp_test
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
 
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/tcp"
@@ -61,4 +64,26 @@ func ExampleNew() {
 	// member 2 got "world" from member 1
 	// member 2 got "bye" from member 1
 	// received: 3
+}
+
+// Certificates name the member they belong to with MemberURI; a transport
+// with PeerIdentity set to MemberIDFromCertificate lets a peer speak only
+// for that member.
+func ExampleMemberIDFromCertificate() {
+	// The template a deployment tool signs with the cluster's CA for member 3
+	// (plus the member's IP addresses or DNS names, a key and validity).
+	tmpl := &x509.Certificate{
+		URIs:        []*url.URL{tcp.MemberURI(3)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	fmt.Println(tcp.MemberURI(3))
+	id, err := tcp.MemberIDFromCertificate(tmpl)
+	fmt.Println(id, err)
+
+	_, err = tcp.MemberIDFromCertificate(&x509.Certificate{})
+	fmt.Println(errors.Is(err, tcp.ErrRefused))
+	// Output:
+	// distkit://member/3
+	// 3 <nil>
+	// true
 }

@@ -94,8 +94,14 @@ func (p *peer) setAddr(addr string) {
 }
 
 // enqueue appends msgs to the queue. It reports false if any was dropped.
+//
+// Log appends may fill only 7/8 of the queue: the rest is kept for
+// heartbeats, votes and responses, so a burst of appends to a slow
+// follower does not also starve the messages that keep leadership stable.
 func (p *peer) enqueue(msgs []consensus.Message) bool {
 	cfg := &p.t.cfg
+	appendMsgs := cfg.MaxQueueMessages - cfg.MaxQueueMessages/8
+	appendBytes := cfg.MaxQueueBytes - cfg.MaxQueueBytes/8
 	dropped := 0
 	p.mu.Lock()
 	if p.state == stateDown {
@@ -107,6 +113,8 @@ func (p *peer) enqueue(msgs []consensus.Message) bool {
 			case m.From != cfg.ID || m.Kind > consensus.KindHeartbeat || n+1 > cfg.MaxFrameBytes:
 				dropped++
 			case len(p.q) >= cfg.MaxQueueMessages || p.qBytes+n > cfg.MaxQueueBytes:
+				dropped++
+			case m.Kind == consensus.KindAppend && (len(p.q) >= appendMsgs || p.qBytes+n > appendBytes):
 				dropped++
 			default:
 				p.q = append(p.q, m)

@@ -202,6 +202,22 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	if st.Sent+st.Dropped+uint64(st.Queued) > sends {
 		t.Fatalf("accounting: %+v for %d messages", st, sends)
 	}
+	// Appends fill only their share of the queue; heartbeats still fit.
+	waitFor(t, "the append share to fill", nil, func() bool {
+		a.Send([]consensus.Message{{From: 1, To: 2, Kind: consensus.KindAppend, Payload: payload[:100]}})
+		q := a.Stats().Peers[2].Queued
+		if q > 56 {
+			t.Fatalf("appends fill %d of 64 queue slots, want 56", q)
+		}
+		return q == 56
+	})
+	recA.mu.Lock()
+	before := recA.unreachable[2]
+	recA.mu.Unlock()
+	a.Send([]consensus.Message{{From: 1, To: 2, Kind: consensus.KindHeartbeat, Payload: []byte("hb")}})
+	if got := a.Stats().Peers[2]; got.Queued != 57 || recA.unreachableCount(2) != before {
+		t.Fatalf("heartbeat not queued behind a full append share: %+v", got)
+	}
 	// Close does not wait for the stuck write.
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
