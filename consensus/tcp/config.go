@@ -120,7 +120,8 @@ type Config struct {
 	SnapshotAckTimeout time.Duration
 
 	// MaxQueueMessages bounds the messages queued for one peer; beyond it,
-	// Send drops. Default DefaultMaxQueueMessages.
+	// Send drops. Log appends may use 7/8 of it (and of MaxQueueBytes),
+	// the rest is kept for other messages. Default DefaultMaxQueueMessages.
 	MaxQueueMessages int
 	// MaxQueueBytes bounds the payload bytes queued for one peer; beyond
 	// it, Send drops. Default DefaultMaxQueueBytes.

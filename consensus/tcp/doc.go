@@ -27,7 +27,8 @@
 // waiting for replies. When a queue is full, or the peer's connection is
 // down, messages are dropped and Handler.Unreachable is called: raft
 // retransmits, so a slow or dead peer costs bounded memory and never blocks
-// the raft loop. Lost connections are redialed with jittered exponential
+// the raft loop. Log appends may fill only 7/8 of a queue, so heartbeats,
+// votes and responses still get through a burst of appends. Lost connections are redialed with jittered exponential
 // backoff (Config.MinBackoff, MaxBackoff). On the receiving side, a reader
 // goroutine per connection hands everything that arrived together to
 // Handler.HandleMessages in one batch.

@@ -105,7 +105,7 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 		err = t.receiveSnapshot(ctx, conn, br, hs.from)
 	}
 	switch {
-	case err == nil, ctx.Err() != nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case err == nil, ctx.Err() != nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		log.Debug("tcp: inbound stream closed", "err", err)
 	case errors.Is(err, ErrMalformed), errors.Is(err, ErrFrameTooLarge):
 		t.badFrames.Add(1)

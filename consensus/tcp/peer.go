@@ -231,13 +231,16 @@ var (
 // stream writes queued messages to conn in batches until the connection
 // fails, the address changes or ctx ends. It always closes conn.
 func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
+	// Aborts close the TCP connection under any TLS: tls.Conn.Close may
+	// wait seconds to send close_notify to a peer that stopped reading.
+	raw := rawConn(conn)
 	p.mu.Lock()
 	if p.addr != addr {
 		p.mu.Unlock()
-		conn.Close()
+		raw.Close()
 		return errAddrChange
 	}
-	p.conn = conn
+	p.conn = raw
 	p.state = stateUp
 	again := p.dialled
 	p.dialled = true
@@ -258,13 +261,13 @@ func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
 		_, _ = conn.Read(b[:])
 		close(broken)
 	}()
-	stopClose := context.AfterFunc(ctx, func() { conn.Close() })
+	stopClose := context.AfterFunc(ctx, func() { raw.Close() })
 	defer func() {
 		stopClose()
 		p.mu.Lock()
 		p.conn = nil
 		p.mu.Unlock()
-		conn.Close()
+		raw.Close()
 		<-watched
 	}()
 

@@ -65,11 +65,12 @@ func (t *Transport) SendSnapshot(ctx context.Context, msg consensus.Message, bod
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	if !t.track(conn, false) {
+	raw := rawConn(conn) // see peer.stream
+	defer raw.Close()
+	if !t.track(raw, false) {
 		return ErrClosed
 	}
-	defer t.untrack(conn)
+	defer t.untrack(raw)
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := t.streamSnapshot(ctx, conn, msg, body); err != nil {

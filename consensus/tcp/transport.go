@@ -336,7 +336,7 @@ func (t *Transport) dial(ctx context.Context, id uint64, addr string, stream byt
 	ok := false
 	defer func() {
 		if !ok {
-			conn.Close()
+			raw.Close()
 		}
 	}()
 	deadline, _ := ctx.Deadline()
@@ -374,6 +374,14 @@ func (t *Transport) dial(ctx context.Context, id uint64, addr string, stream byt
 	raw.SetDeadline(time.Time{})
 	ok = true
 	return conn, nil
+}
+
+// rawConn returns the TCP connection under c.
+func rawConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
 }
 
 // ctxErr prefers the context's error when it ended.

@@ -1,7 +1,7 @@
 package tcp
 
 import (
-	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -142,9 +142,9 @@ func TestSendFiltersMessages(t *testing.T) {
 	}
 }
 
-// stallingPeer accepts one message stream, answers its handshake and then
-// never reads, so the sender's socket buffers fill up.
-func stallingPeer(t *testing.T, id uint64) (addr string, accepted <-chan struct{}) {
+// stallingPeer accepts one message stream (with TLS if tc is set), answers
+// its handshake and then never reads, so the sender's buffers fill up.
+func stallingPeer(t *testing.T, tc *tls.Config) (addr string, accepted <-chan struct{}) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,10 @@ func stallingPeer(t *testing.T, id uint64) (addr string, accepted <-chan struct{
 			return
 		}
 		held = c
-		if _, err := readHandshake(bufio.NewReader(c)); err == nil {
+		if tc != nil {
+			c = tls.Server(c, tc)
+		}
+		if _, err := readHandshake(c); err == nil {
 			c.Write(appendResponse(nil, statusOK))
 		}
 		close(ch)
@@ -175,11 +178,27 @@ func stallingPeer(t *testing.T, id uint64) (addr string, accepted <-chan struct{
 }
 
 func TestFullQueueDropsWithoutBlocking(t *testing.T) {
-	addr, accepted := stallingPeer(t, 2)
+	ca := newCA(t, "ca")
+	for _, withTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", withTLS), func(t *testing.T) {
+			var peerTLS *tls.Config
+			if withTLS {
+				peerTLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, 2, time.Time{})}, ClientCAs: ca.pool, ClientAuth: tls.RequireAndVerifyClientCert}
+			}
+			fullQueue(t, ca, peerTLS)
+		})
+	}
+}
+
+func fullQueue(t *testing.T, ca *testCA, peerTLS *tls.Config) {
+	addr, accepted := stallingPeer(t, peerTLS)
 	a, recA := newTransport(t, 1, func(c *Config) {
 		c.MaxQueueMessages = 64
 		c.MaxQueueBytes = 1 << 20
 		c.IOTimeout = time.Minute // the writer stays stuck in its write
+		if peerTLS != nil {
+			c.TLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, 1, time.Time{})}, RootCAs: ca.pool}
+		}
 	})
 	a.AddPeer(2, addr)
 	<-accepted
@@ -218,9 +237,16 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	if got := a.Stats().Peers[2]; got.Queued != 57 || recA.unreachableCount(2) != before {
 		t.Fatalf("heartbeat not queued behind a full append share: %+v", got)
 	}
-	// Close does not wait for the stuck write.
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
+	// Close does not wait for the stuck write (IOTimeout is a minute).
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Close blocked behind a stalled peer")
 	}
 }
 
