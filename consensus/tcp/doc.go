@@ -74,9 +74,10 @@
 //     hold the IP addresses or DNS names peers dial (Member.Addr's host;
 //     it is verified like a server name) and the URI MemberURI(id), with
 //     extended key usages ServerAuth and ClientAuth (each member is both).
-//  3. Keep certificates short-lived and rotate them with
-//     tls.Config.GetCertificate and GetClientCertificate; the transport
-//     picks new certificates up on every new connection.
+//  3. Keep certificates short-lived and rotate them. LoadTLSConfig reads
+//     the CA, certificate and key from PEM files and re-reads the pair
+//     when the files change; new connections use the new pair. (With a
+//     hand-built tls.Config, use GetCertificate and GetClientCertificate.)
 //
 // # Goroutines and shutdown
 //
