@@ -38,11 +38,12 @@ func (t *Transport) acceptLoop(ctx context.Context) {
 		}
 		delay = 0
 		if !t.track(c, true) {
-			c.Close()
 			if ctx.Err() != nil {
+				c.Close()
 				return
 			}
 			t.refused.Add(1)
+			c.Close()
 			t.log.Warn("tcp: too many inbound connections, refusing", "remote", c.RemoteAddr().String(), "max", t.cfg.MaxConns)
 			continue
 		}

@@ -223,7 +223,13 @@ func fullQueue(t *testing.T, ca *testCA, peerTLS *tls.Config) {
 	}
 	// Appends fill only their share of the queue; heartbeats still fit.
 	waitFor(t, "the append share to fill", nil, func() bool {
-		a.Send([]consensus.Message{{From: 1, To: 2, Kind: consensus.KindAppend, Payload: payload[:100]}})
+		// Keep pushing until the socket buffers are full and the writer
+		// is stuck, so the queue stops draining.
+		more := make([]consensus.Message, 64)
+		for i := range more {
+			more[i] = consensus.Message{From: 1, To: 2, Kind: consensus.KindAppend, Payload: payload}
+		}
+		a.Send(more)
 		q := a.Stats().Peers[2].Queued
 		if q > 56 {
 			t.Fatalf("appends fill %d of 64 queue slots, want 56", q)
