@@ -201,6 +201,25 @@ func writeFrame(w *bufio.Writer, typ byte, parts ...[]byte) error {
 	return nil
 }
 
+// writeMessage writes m as a message frame and returns the frame's size.
+func writeMessage(w *bufio.Writer, m consensus.Message) (int, error) {
+	if w.Available() < frameHeaderLen+1 {
+		if err := w.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	// Build the header in place in w's buffer: no copy, no allocation.
+	h := appendFrameHeader(w.AvailableBuffer(), frameMessage, len(m.Payload)+1)
+	h = append(h, byte(m.Kind))
+	if _, err := w.Write(h); err != nil {
+		return 0, err
+	}
+	if _, err := w.Write(m.Payload); err != nil {
+		return 0, err
+	}
+	return len(h) + len(m.Payload), nil
+}
+
 // readFrameHeader reads a frame header and checks its version, type and
 // length against max. It never allocates.
 func readFrameHeader(r io.Reader, max int) (typ byte, n int, err error) {

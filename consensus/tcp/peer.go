@@ -273,7 +273,6 @@ func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
 
 	bw := bufio.NewWriterSize(conn, writeBufferBytes)
 	var batch []consensus.Message
-	var hdr [frameHeaderLen + 1]byte
 	for {
 		select {
 		case <-ctx.Done():
@@ -296,11 +295,8 @@ func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
 		var bytes uint64
 		var err error
 		for i, m := range batch {
-			h := appendFrameHeader(hdr[:0], frameMessage, len(m.Payload)+1)
-			h = append(h, byte(m.Kind))
-			if _, err = bw.Write(h); err == nil {
-				_, err = bw.Write(m.Payload)
-			}
+			var n int
+			n, err = writeMessage(bw, m)
 			if err == nil && p.t.flushEach {
 				err = bw.Flush()
 			}
@@ -308,7 +304,7 @@ func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
 				p.dropped.Add(uint64(len(batch) - i))
 				break
 			}
-			bytes += uint64(len(h) + len(m.Payload))
+			bytes += uint64(n)
 		}
 		if err == nil {
 			err = bw.Flush()
