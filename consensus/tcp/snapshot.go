@@ -23,7 +23,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // returned nil for a stream that passed the checksum; any failure (ctx,
 // the network, body, the receiver) is an error and the receiver discards
 // what it got.
-func (t *Transport) SendSnapshot(ctx context.Context, msg consensus.Message, body io.Reader) (err error) {
+func (t *Transport) SendSnapshot(ctx context.Context, msg consensus.Message, body io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -38,11 +38,15 @@ func (t *Transport) SendSnapshot(ctx context.Context, msg consensus.Message, bod
 	case len(msg.Payload) > t.cfg.MaxFrameBytes:
 		return fmt.Errorf("tcp: snapshot header of %d bytes: %w", len(msg.Payload), ErrFrameTooLarge)
 	}
-	defer func() {
-		if err != nil {
-			t.snapsBad.Add(1)
-		}
-	}()
+	err := t.sendSnapshot(ctx, msg, body)
+	if err != nil {
+		t.snapsBad.Add(1)
+	}
+	return err
+}
+
+// sendSnapshot dials, streams and waits for the receiver's verdict.
+func (t *Transport) sendSnapshot(ctx context.Context, msg consensus.Message, body io.Reader) error {
 	t.mu.Lock()
 	closed := t.closed
 	addr := ""
