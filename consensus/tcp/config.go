@@ -18,6 +18,9 @@ import (
 var (
 	// ErrInvalidConfig is returned by New for a Config it cannot run.
 	ErrInvalidConfig = errors.New("tcp: invalid config")
+	// ErrInvalidMessage is returned by SendSnapshot for a header that is
+	// not a snapshot from this member.
+	ErrInvalidMessage = errors.New("tcp: invalid message")
 	// ErrClosed is returned by calls on a closed transport.
 	ErrClosed = errors.New("tcp: transport closed")
 	// ErrNotStarted is returned by SendSnapshot before Start.

@@ -32,9 +32,9 @@ func (t *Transport) SendSnapshot(ctx context.Context, msg consensus.Message, bod
 	}
 	switch {
 	case msg.From != t.cfg.ID:
-		return fmt.Errorf("tcp: snapshot from member %d sent by %d: %w", msg.From, t.cfg.ID, ErrInvalidConfig)
+		return fmt.Errorf("tcp: snapshot from member %d sent by %d: %w", msg.From, t.cfg.ID, ErrInvalidMessage)
 	case msg.Kind != consensus.KindSnapshot:
-		return fmt.Errorf("tcp: SendSnapshot with message kind %d: %w", msg.Kind, ErrInvalidConfig)
+		return fmt.Errorf("tcp: SendSnapshot with message kind %d: %w", msg.Kind, ErrInvalidMessage)
 	case len(msg.Payload) > t.cfg.MaxFrameBytes:
 		return fmt.Errorf("tcp: snapshot header of %d bytes: %w", len(msg.Payload), ErrFrameTooLarge)
 	}

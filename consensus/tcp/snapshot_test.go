@@ -260,8 +260,14 @@ func TestSendSnapshotErrors(t *testing.T) {
 	if err := a.SendSnapshot(ctx, snapMsg(1, 9), bytes.NewReader(nil)); !errors.Is(err, ErrUnknownPeer) {
 		t.Fatalf("unknown peer: %v", err)
 	}
-	if err := a.SendSnapshot(ctx, msg(1, 9, 0), bytes.NewReader(nil)); !errors.Is(err, ErrInvalidConfig) {
+	if err := a.SendSnapshot(ctx, msg(1, 9, 0), bytes.NewReader(nil)); !errors.Is(err, ErrInvalidMessage) {
 		t.Fatalf("wrong kind: %v", err)
+	}
+	if err := a.SendSnapshot(ctx, snapMsg(2, 9), bytes.NewReader(nil)); !errors.Is(err, ErrInvalidMessage) {
+		t.Fatalf("wrong sender: %v", err)
+	}
+	if got := a.Stats().SnapshotFailures; got != 1 {
+		t.Fatalf("SnapshotFailures = %d, want 1 (the unknown peer; invalid calls are not transfers)", got)
 	}
 	done, cancel := context.WithCancel(ctx)
 	cancel()
