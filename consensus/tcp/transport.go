@@ -123,8 +123,9 @@ func (t *Transport) Start(h consensus.Handler) error {
 
 // AddPeer records how to reach member id and starts connecting to it. A new
 // address for a known member closes the current stream and dials the new
-// one. An empty addr keeps the member known but unreachable until an
-// address is known (one it advertised in a handshake is used).
+// one. An empty addr means "no address information": a known member keeps
+// its address, a new one is dialed at the address it advertised in a
+// handshake, if any, and stays unreachable until one is known.
 func (t *Transport) AddPeer(id uint64, addr string) {
 	if id == 0 || id == t.cfg.ID {
 		return
@@ -139,7 +140,9 @@ func (t *Transport) AddPeer(id uint64, addr string) {
 		addr = t.learned[id]
 	}
 	if p := t.peers[id]; p != nil {
-		p.setAddr(addr)
+		if addr != "" {
+			p.setAddr(addr)
+		}
 		return
 	}
 	t.addPeerLocked(id, addr)

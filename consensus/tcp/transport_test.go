@@ -432,3 +432,18 @@ func TestEmptyAddressFilledByHandshake(t *testing.T) {
 		return len(recB.received()) > 0
 	})
 }
+
+// AddPeer with an empty address (the node knows no better) keeps the
+// address a member already has.
+func TestAddPeerEmptyKeepsAddress(t *testing.T) {
+	a, _ := newTransport(t, 1, nil)
+	b, recB := newTransport(t, 2, nil)
+	a.AddPeer(2, b.Addr().String())
+	waitConnected(t, a, 2)
+	a.AddPeer(2, "")
+	if st := a.Stats().Peers[2]; st.Addr != b.Addr().String() || st.Reconnects != 0 {
+		t.Fatalf("empty AddPeer changed the peer: %+v", st)
+	}
+	a.Send([]consensus.Message{msg(1, 2, 0)})
+	recB.waitFor(t, "delivery", func() bool { return len(recB.received()) == 1 })
+}
