@@ -34,6 +34,7 @@ type Transport struct {
 	flushEach bool // benchmarks only: one write per message
 
 	started atomic.Bool
+	stopped atomic.Bool // Close has begun: Send does nothing
 	h       consensus.Handler // set once by Start, before started
 
 	mu      sync.Mutex
@@ -201,7 +202,7 @@ func (t *Transport) RemovePeer(id uint64) {
 // member, are addressed to it, or are snapshots (see SendSnapshot) are
 // dropped.
 func (t *Transport) Send(msgs []consensus.Message) {
-	if !t.started.Load() {
+	if !t.started.Load() || t.stopped.Load() {
 		return
 	}
 	var unreachable []uint64
@@ -265,6 +266,7 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
+	t.stopped.Store(true)
 	peers := t.peers
 	t.peers = map[uint64]*peer{}
 	conns := make([]net.Conn, 0, len(t.conns))

@@ -381,7 +381,7 @@ func TestLearnsAdvertisedAddress(t *testing.T) {
 }
 
 func TestCloseIdempotentAndRefusesWork(t *testing.T) {
-	a, _ := newTransport(t, 1, nil)
+	a, recA := newTransport(t, 1, nil)
 	b, _ := newTransport(t, 2, nil)
 	a.AddPeer(2, b.Addr().String())
 	waitConnected(t, a, 2)
@@ -390,7 +390,10 @@ func TestCloseIdempotentAndRefusesWork(t *testing.T) {
 			t.Fatalf("Close: %v", err)
 		}
 	}
-	a.Send([]consensus.Message{msg(1, 2, 0)}) // no panic, no goroutine
+	a.Send([]consensus.Message{msg(1, 2, 0), msg(1, 9, 0)}) // no panic, no goroutine, no handler call
+	if n := recA.unreachableCount(2) + recA.unreachableCount(9); n != 0 {
+		t.Fatalf("Unreachable called %d times after Close", n)
+	}
 	a.AddPeer(3, "127.0.0.1:1")
 	if err := a.Start(newRecorder()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Start after Close: %v", err)
