@@ -34,7 +34,7 @@ type Transport struct {
 	flushEach bool // benchmarks only: one write per message
 
 	started atomic.Bool
-	stopped atomic.Bool // Close has begun: Send does nothing
+	stopped atomic.Bool       // Close has begun: Send does nothing
 	h       consensus.Handler // set once by Start, before started
 
 	mu      sync.Mutex
