@@ -450,3 +450,24 @@ func TestAddPeerEmptyKeepsAddress(t *testing.T) {
 	a.Send([]consensus.Message{msg(1, 2, 0)})
 	recB.waitFor(t, "delivery", func() bool { return len(recB.received()) == 1 })
 }
+
+// A peer that stops reading is disconnected after IOTimeout instead of
+// holding the stream (and its queue) forever.
+func TestStalledPeerDisconnected(t *testing.T) {
+	addr, accepted := stallingPeer(t, nil)
+	a, recA := newTransport(t, 1, func(c *Config) {
+		c.IOTimeout = 100 * time.Millisecond
+		c.DialTimeout = 100 * time.Millisecond
+	})
+	a.AddPeer(2, addr)
+	<-accepted
+	waitConnected(t, a, 2)
+	payload := make([]byte, 64<<10)
+	waitFor(t, "the stalled stream to be dropped", nil, func() bool {
+		a.Send([]consensus.Message{{From: 1, To: 2, Kind: consensus.KindAppend, Payload: payload}})
+		return !a.Stats().Peers[2].Connected
+	})
+	if recA.unreachableCount(2) == 0 {
+		t.Fatalf("stalled peer not reported unreachable")
+	}
+}
