@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // Dot names one event: the Counter-th event of a replica. Delta-state CRDTs
@@ -193,10 +195,10 @@ const contextVersion = 1
 func (c CausalContext) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, contextVersion)
 	b = c.vv.appendEntries(b)
-	b = appendUvarint(b, uint64(len(c.cloud)))
+	b = wire.AppendUvarint(b, uint64(len(c.cloud)))
 	for _, d := range c.cloud {
-		b = appendString(b, d.Replica)
-		b = appendUvarint(b, d.Counter)
+		b = wire.AppendString(b, d.Replica)
+		b = wire.AppendUvarint(b, d.Counter)
 	}
 	return b, nil
 }
@@ -209,29 +211,29 @@ func (c CausalContext) MarshalBinary() ([]byte, error) { return c.AppendBinary(n
 // repeats a dot, or holds a dot the vector covers or could absorb is an error
 // wrapping ErrMalformed. On error c is unchanged.
 func (c *CausalContext) UnmarshalBinary(data []byte) error {
-	d := decoder{what: "causal context", b: data}
-	d.version(contextVersion)
-	vv := Vector{e: d.entries()}
-	n := d.count(2)
+	d := wire.NewDecoder(data, ErrMalformed, "causal context")
+	d.Version(contextVersion)
+	vv := Vector{e: entries(&d)}
+	n := d.Count(2)
 	var cloud []Dot
 	if n > 0 {
 		cloud = make([]Dot, 0, n)
 	}
-	for k := 0; k < n && d.err == nil; k++ {
-		dot := Dot{Replica: d.string(), Counter: d.uvarint()}
+	for k := 0; k < n && d.Err() == nil; k++ {
+		dot := Dot{Replica: d.String(), Counter: d.Uvarint()}
 		switch {
-		case d.err != nil:
+		case d.Err() != nil:
 		case k > 0 && compareDots(cloud[k-1], dot) >= 0:
-			d.fail("cloud out of order or repeated at %v", dot)
+			d.Fail("cloud out of order or repeated at %v", dot)
 		case dot.Counter > MaxCounter:
-			d.fail("cloud dot %v above MaxCounter", dot)
+			d.Fail("cloud dot %v above MaxCounter", dot)
 		case dot.Counter <= vv.Get(dot.Replica)+1:
-			d.fail("cloud dot %v is not beyond the vector", dot)
+			d.Fail("cloud dot %v is not beyond the vector", dot)
 		default:
 			cloud = append(cloud, dot)
 		}
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return err
 	}
 	c.vv, c.cloud = vv, cloud

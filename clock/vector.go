@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // Vector is a version vector (vector clock): one counter per replica id.
@@ -205,10 +207,10 @@ func (v Vector) AppendBinary(b []byte) ([]byte, error) {
 }
 
 func (v Vector) appendEntries(b []byte) []byte {
-	b = appendUvarint(b, uint64(len(v.e)))
+	b = wire.AppendUvarint(b, uint64(len(v.e)))
 	for _, e := range v.e {
-		b = appendString(b, e.id)
-		b = appendUvarint(b, e.n)
+		b = wire.AppendString(b, e.id)
+		b = wire.AppendUvarint(b, e.n)
 	}
 	return b
 }
@@ -224,10 +226,10 @@ func (v Vector) MarshalBinary() ([]byte, error) { return v.AppendBinary(nil) }
 // the unique encoding of a value whose counters can still grow.
 // On error v is unchanged.
 func (v *Vector) UnmarshalBinary(data []byte) error {
-	d := decoder{what: "vector", b: data}
-	d.version(vectorVersion)
-	e := d.entries()
-	if err := d.finish(); err != nil {
+	d := wire.NewDecoder(data, ErrMalformed, "vector")
+	d.Version(vectorVersion)
+	e := entries(&d)
+	if err := d.Finish(); err != nil {
 		return err
 	}
 	v.e = e

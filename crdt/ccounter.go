@@ -115,10 +115,10 @@ func (c *CCounter) appendStore(b []byte, t dotTable) ([]byte, error) {
 
 func (c *CCounter) decodeStore(d *decoder, ctx *clock.CausalContext) (dotFun[int64], error) {
 	vals := decodeDotFun(d, ctx, 1, func(d *decoder) int64 {
-		u := d.uvarint()
+		u := d.Uvarint()
 		return int64(u>>1) ^ -int64(u&1)
 	})
-	return vals, d.err
+	return vals, d.Err()
 }
 
 // MarshalBinary returns the encoding described at [CCounter.AppendBinary].
@@ -215,7 +215,7 @@ func (f *EWFlag) appendStore(b []byte, t dotTable) ([]byte, error) {
 
 func (f *EWFlag) decodeStore(d *decoder, ctx *clock.CausalContext) (dotFun[struct{}], error) {
 	dots := decodeDotFun(d, ctx, 0, func(*decoder) struct{} { return struct{}{} })
-	return dots, d.err
+	return dots, d.Err()
 }
 
 // MarshalBinary returns the encoding described at [EWFlag.AppendBinary].

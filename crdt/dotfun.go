@@ -103,20 +103,20 @@ func (s dotFun[V]) appendBinary(b []byte, t dotTable, appendV func([]byte, V) ([
 // decodeDotFun reads what appendBinary wrote (not finishing d). Every dot
 // must be in ctx; minV is the smallest encoded size of a value.
 func decodeDotFun[V any](d *decoder, ctx *clock.CausalContext, minV int, readV func(*decoder) V) dotFun[V] {
-	n := d.count(2 + minV)
-	if d.err != nil || n == 0 {
+	n := d.Count(2 + minV)
+	if d.Err() != nil || n == 0 {
 		return nil
 	}
 	out := make(dotFun[V], 0, n)
-	for k := 0; k < n && d.err == nil; k++ {
+	for k := 0; k < n && d.Err() == nil; k++ {
 		dot := d.dot()
 		v := readV(d)
 		switch {
-		case d.err != nil:
+		case d.Err() != nil:
 		case k > 0 && compareDots(out[k-1].dot, dot) >= 0:
-			d.fail("dots out of order or repeated at %v", dot)
+			d.Fail("dots out of order or repeated at %v", dot)
 		case !ctx.Contains(dot):
-			d.fail("dot %v not in the causal context", dot)
+			d.Fail("dot %v not in the causal context", dot)
 		default:
 			out = append(out, dotVal[V]{dot, v})
 		}

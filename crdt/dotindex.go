@@ -264,9 +264,9 @@ func (x *dotIndex[E]) appendBinary(b []byte, t dotTable, c elemCodec[E]) ([]byte
 // decode reads what appendBinary wrote and finishes d. Every dot must be in
 // ctx and belong to one element only.
 func (x *dotIndex[E]) decode(d *decoder, c elemCodec[E], ctx *clock.CausalContext) error {
-	n := d.count(4)
+	n := d.Count(4)
 	var codec Codec[E]
-	if n > 0 && d.err == nil {
+	if n > 0 && d.Err() == nil {
 		var err error
 		if codec, err = c.get(); err != nil {
 			return err
@@ -274,34 +274,34 @@ func (x *dotIndex[E]) decode(d *decoder, c elemCodec[E], ctx *clock.CausalContex
 	}
 	var prev []byte
 	seen := map[clock.Dot]struct{}{}
-	for k := 0; k < n && d.err == nil; k++ {
+	for k := 0; k < n && d.Err() == nil; k++ {
 		p := d.elem(prev, k == 0)
 		prev = p
 		e := decodeElem(d, codec, p)
-		m := d.count(2)
-		if d.err == nil && m == 0 {
-			d.fail("element without dots")
+		m := d.Count(2)
+		if d.Err() == nil && m == 0 {
+			d.Fail("element without dots")
 		}
 		ds := make([]clock.Dot, 0, m)
-		for i := 0; i < m && d.err == nil; i++ {
+		for i := 0; i < m && d.Err() == nil; i++ {
 			dot := d.dot()
 			switch {
-			case d.err != nil:
+			case d.Err() != nil:
 			case i > 0 && compareDots(ds[i-1], dot) >= 0:
-				d.fail("dots out of order or repeated at %v", dot)
+				d.Fail("dots out of order or repeated at %v", dot)
 			case !ctx.Contains(dot):
-				d.fail("dot %v not in the causal context", dot)
+				d.Fail("dot %v not in the causal context", dot)
 			default:
 				if _, dup := seen[dot]; dup {
-					d.fail("dot %v held by two elements", dot)
+					d.Fail("dot %v held by two elements", dot)
 				}
 				seen[dot] = struct{}{}
 				ds = append(ds, dot)
 			}
 		}
-		if d.err == nil {
+		if d.Err() == nil {
 			if _, dup := x.elems[e]; dup {
-				d.fail("element decoded twice")
+				d.Fail("element decoded twice")
 			}
 			x.set(e, ds)
 		}

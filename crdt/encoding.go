@@ -2,11 +2,11 @@ package crdt
 
 import (
 	"encoding/binary"
-	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // Every encoding starts with the format version and a tag naming the type,
@@ -29,15 +29,9 @@ var tagNames = [...]string{"", "GCounter", "PNCounter", "GSet", "ORSet", "LWWReg
 
 func appendHeader(b []byte, tag byte) []byte { return append(b, formatVersion, tag) }
 
-func appendBytes(b, p []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(p)))
-	return append(b, p...)
-}
+func appendBytes(b, p []byte) []byte { return wire.AppendBytes(b, p) }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
+func appendString(b []byte, s string) []byte { return wire.AppendString(b, s) }
 
 // appendContext appends a causal context and returns the replica table it
 // wrote: the sorted ids of every replica in c, then c's vector entries and
@@ -91,101 +85,28 @@ func (t dotTable) appendDot(b []byte, d clock.Dot) []byte {
 	return binary.AppendUvarint(b, d.Counter)
 }
 
-// decoder reads the canonical encodings of this package. The first error
-// sticks; later reads return zero values.
+// decoder reads the canonical encodings of this package: the shared
+// primitives of wire.Decoder plus the replica table that dots refer to.
 type decoder struct {
-	what string
-	b    []byte
-	err  error
-
+	wire.Decoder
 	ids  []string // replica table
 	used []bool
 }
 
 func newDecoder(data []byte, tag byte) *decoder {
-	d := &decoder{what: tagNames[tag], b: data}
-	if v := d.byte(); d.err == nil && v != formatVersion {
-		d.fail("unknown format version %d", v)
+	d := &decoder{Decoder: wire.NewDecoder(data, ErrMalformed, tagNames[tag])}
+	if v := d.Byte(); d.Err() == nil && v != formatVersion {
+		d.Fail("unknown format version %d", v)
 	}
-	if t := d.byte(); d.err == nil && t != tag {
+	if t := d.Byte(); d.Err() == nil && t != tag {
 		name := "unknown type"
 		if int(t) < len(tagNames) && t != 0 {
 			name = tagNames[t]
 		}
-		d.fail("tag %d (%s), want %d", t, name, tag)
+		d.Fail("tag %d (%s), want %d", t, name, tag)
 	}
 	return d
 }
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s: %s", ErrMalformed, d.what, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) wrap(err error) {
-	if d.err == nil && err != nil {
-		d.err = fmt.Errorf("%w: %s: %w", ErrMalformed, d.what, err)
-	}
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-// uvarint reads a minimally encoded unsigned varint.
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Uvarint(d.b)
-	switch {
-	case n == 0:
-		d.fail("truncated")
-		return 0
-	case n < 0:
-		d.fail("varint overflows 64 bits")
-		return 0
-	case n > 1 && d.b[n-1] == 0:
-		d.fail("non-minimal varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-// count reads an element count and rejects one that cannot fit in the
-// remaining input at minSize bytes each, so a hostile count never causes a
-// large allocation.
-func (d *decoder) count(minSize int) int {
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b)/minSize) {
-		d.fail("count %d exceeds remaining input", n)
-		return 0
-	}
-	return int(n)
-}
-
-func (d *decoder) bytes() []byte {
-	n := d.count(1)
-	if d.err != nil {
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *decoder) string() string { return string(d.bytes()) }
 
 // context reads what appendContext wrote, keeping the replica table for the
 // dots that follow. Only canonical input is accepted: the table lists
@@ -196,41 +117,41 @@ func (d *decoder) context() clock.CausalContext {
 	// Re-express the context in clock's own encoding and let it check the
 	// rest (cloud dots beyond the vector, no dot the vector could absorb).
 	raw := []byte{1}
-	nv := d.count(2)
+	nv := d.Count(2)
 	raw = binary.AppendUvarint(raw, uint64(nv))
 	prev := -1
-	for k := 0; k < nv && d.err == nil; k++ {
+	for k := 0; k < nv && d.Err() == nil; k++ {
 		i := d.index()
-		n := d.uvarint()
+		n := d.Uvarint()
 		switch {
-		case d.err != nil:
+		case d.Err() != nil:
 		case i <= prev:
-			d.fail("context vector out of order")
+			d.Fail("context vector out of order")
 		case n == 0:
-			d.fail("zero counter in context vector")
+			d.Fail("zero counter in context vector")
 		default:
 			prev = i
 			raw = appendString(raw, d.ids[i])
 			raw = binary.AppendUvarint(raw, n)
 		}
 	}
-	nc := d.count(2)
+	nc := d.Count(2)
 	raw = binary.AppendUvarint(raw, uint64(nc))
-	for k := 0; k < nc && d.err == nil; k++ {
+	for k := 0; k < nc && d.Err() == nil; k++ {
 		i := d.index()
-		n := d.uvarint()
-		if d.err == nil {
+		n := d.Uvarint()
+		if d.Err() == nil {
 			raw = appendString(raw, d.ids[i])
 			raw = binary.AppendUvarint(raw, n)
 		}
 	}
-	if d.err != nil {
+	if d.Err() != nil {
 		return c
 	}
-	d.wrap(c.UnmarshalBinary(raw))
+	d.Wrap(c.UnmarshalBinary(raw))
 	for i, u := range d.used {
 		if !u {
-			d.fail("replica table entry %q not in the context", d.ids[i])
+			d.Fail("replica table entry %q not in the context", d.ids[i])
 			break
 		}
 	}
@@ -239,11 +160,11 @@ func (d *decoder) context() clock.CausalContext {
 
 // index reads a replica table index.
 func (d *decoder) index() int {
-	i := d.uvarint()
-	if d.err == nil && i >= uint64(len(d.ids)) {
-		d.fail("replica index %d out of range", i)
+	i := d.Uvarint()
+	if d.Err() == nil && i >= uint64(len(d.ids)) {
+		d.Fail("replica index %d out of range", i)
 	}
-	if d.err != nil {
+	if d.Err() != nil {
 		return 0
 	}
 	d.used[i] = true
@@ -252,15 +173,15 @@ func (d *decoder) index() int {
 
 // table reads a replica table: sorted, distinct ids.
 func (d *decoder) table() {
-	n := d.count(1)
-	if d.err != nil {
+	n := d.Count(1)
+	if d.Err() != nil {
 		return
 	}
 	d.ids = make([]string, 0, n)
-	for k := 0; k < n && d.err == nil; k++ {
-		id := d.string()
-		if d.err == nil && k > 0 && strings.Compare(d.ids[k-1], id) >= 0 {
-			d.fail("replica table out of order or repeated at %q", id)
+	for k := 0; k < n && d.Err() == nil; k++ {
+		id := d.String()
+		if d.Err() == nil && k > 0 && strings.Compare(d.ids[k-1], id) >= 0 {
+			d.Fail("replica table out of order or repeated at %q", id)
 		}
 		d.ids = append(d.ids, id)
 	}
@@ -270,31 +191,26 @@ func (d *decoder) table() {
 // dot reads a dot that refers to the replica table.
 func (d *decoder) dot() clock.Dot {
 	i := d.index()
-	c := d.uvarint()
-	if d.err != nil {
+	c := d.Uvarint()
+	if d.Err() != nil {
 		return clock.Dot{}
 	}
 	if c == 0 {
-		d.fail("dot with counter 0")
+		d.Fail("dot with counter 0")
 		return clock.Dot{}
 	}
 	return clock.Dot{Replica: d.ids[i], Counter: c}
 }
 
 // finish returns the first error, or an error if input remains.
-func (d *decoder) finish() error {
-	if d.err == nil && len(d.b) > 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
-	return d.err
-}
+func (d *decoder) finish() error { return d.Finish() }
 
 // elem reads one length-prefixed encoded element and checks that it sorts
 // strictly after prev (unless it is the first); the caller decodes it.
 func (d *decoder) elem(prev []byte, first bool) []byte {
-	p := d.bytes()
-	if d.err == nil && !first && string(prev) >= string(p) {
-		d.fail("elements out of order or repeated")
+	p := d.Bytes()
+	if d.Err() == nil && !first && string(prev) >= string(p) {
+		d.Fail("elements out of order or repeated")
 	}
 	return p
 }
@@ -339,17 +255,17 @@ func encodeSorted[E any](es []E, c elemCodec[E]) ([][]byte, error) {
 // the same bytes, so only canonical encodings are accepted.
 func decodeElem[E any](d *decoder, codec Codec[E], p []byte) E {
 	var zero E
-	if d.err != nil {
+	if d.Err() != nil {
 		return zero
 	}
 	e, err := codec.Decode(p)
 	if err != nil {
-		d.wrap(err)
+		d.Wrap(err)
 		return zero
 	}
 	again, err := codec.Append(nil, e)
 	if err != nil || string(again) != string(p) {
-		d.fail("element encoding is not canonical")
+		d.Fail("element encoding is not canonical")
 		return zero
 	}
 	return e

@@ -87,9 +87,8 @@ func (c *GCounter) MarshalBinary() ([]byte, error) { return c.AppendBinary(nil) 
 func (c *GCounter) UnmarshalBinary(data []byte) error {
 	d := newDecoder(data, tagGCounter)
 	var v clock.Vector
-	if d.err == nil {
-		d.wrap(v.UnmarshalBinary(d.b))
-		d.b = nil
+	if d.Err() == nil {
+		d.Wrap(v.UnmarshalBinary(d.Next(d.Len())))
 	}
 	if err := d.finish(); err != nil {
 		return err
@@ -162,13 +161,12 @@ func (c *PNCounter) MarshalBinary() ([]byte, error) { return c.AppendBinary(nil)
 func (c *PNCounter) UnmarshalBinary(data []byte) error {
 	d := newDecoder(data, tagPNCounter)
 	var p, n clock.Vector
-	pb := d.bytes()
-	if d.err == nil {
-		d.wrap(p.UnmarshalBinary(pb))
+	pb := d.Bytes()
+	if d.Err() == nil {
+		d.Wrap(p.UnmarshalBinary(pb))
 	}
-	if d.err == nil {
-		d.wrap(n.UnmarshalBinary(d.b))
-		d.b = nil
+	if d.Err() == nil {
+		d.Wrap(n.UnmarshalBinary(d.Next(d.Len())))
 	}
 	if err := d.finish(); err != nil {
 		return err

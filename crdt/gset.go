@@ -101,18 +101,18 @@ func (s *GSet[E]) UnmarshalBinary(data []byte) error {
 		return err
 	}
 	d := newDecoder(data, tagGSet)
-	n := d.count(1)
+	n := d.Count(1)
 	m := make(map[E]struct{}, n)
 	var prev []byte
-	for k := 0; k < n && d.err == nil; k++ {
+	for k := 0; k < n && d.Err() == nil; k++ {
 		p := d.elem(prev, k == 0)
 		prev = p
-		if d.err != nil {
+		if d.Err() != nil {
 			break
 		}
 		e := decodeElem(d, codec, p)
-		if _, dup := m[e]; dup && d.err == nil {
-			d.fail("element decoded twice")
+		if _, dup := m[e]; dup && d.Err() == nil {
+			d.Fail("element decoded twice")
 		}
 		m[e] = struct{}{}
 	}

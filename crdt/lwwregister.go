@@ -149,21 +149,20 @@ func (r *LWWRegister[V]) UnmarshalBinary(data []byte) error {
 		ts     clock.Timestamp
 		writer string
 	)
-	set := d.byte()
+	set := d.Byte()
 	switch {
-	case d.err != nil:
+	case d.Err() != nil:
 	case set > 1:
-		d.fail("bad presence byte %d", set)
+		d.Fail("bad presence byte %d", set)
 	case set == 1:
-		if len(d.b) < clock.TimestampSize {
-			d.fail("truncated")
+		if d.Len() < clock.TimestampSize {
+			d.Fail("truncated")
 			break
 		}
-		d.wrap(ts.UnmarshalBinary(d.b[:clock.TimestampSize]))
-		d.b = d.b[clock.TimestampSize:]
-		writer = d.string()
-		p := d.bytes()
-		if d.err == nil {
+		d.Wrap(ts.UnmarshalBinary(d.Next(clock.TimestampSize)))
+		writer = d.String()
+		p := d.Bytes()
+		if d.Err() == nil {
 			codec, err := r.codec.get()
 			if err != nil {
 				return err

@@ -122,13 +122,13 @@ func (r *MVRegister[V]) appendStore(b []byte, t dotTable) ([]byte, error) {
 func (r *MVRegister[V]) decodeStore(d *decoder, ctx *clock.CausalContext) (dotFun[V], error) {
 	codec, cerr := r.codec.get()
 	vals := decodeDotFun(d, ctx, 1, func(d *decoder) V {
-		p := d.bytes()
-		if cerr != nil && d.err == nil {
-			d.err = cerr
+		p := d.Bytes()
+		if cerr != nil && d.Err() == nil {
+			d.SetErr(cerr)
 		}
 		return decodeElem(d, codec, p)
 	})
-	return vals, d.err
+	return vals, d.Err()
 }
 
 // MarshalBinary returns the encoding described at [MVRegister.AppendBinary].

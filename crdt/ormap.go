@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/distkit/distkit/clock"
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // ORMap is an observed-remove map from keys to nested CRDTs: a map of
@@ -410,46 +411,46 @@ func (m *ORMap[K, V]) appendStore(b []byte, t dotTable) ([]byte, error) {
 
 // decodeStore reads what appendStore wrote into m.m, not finishing d.
 func (m *ORMap[K, V]) decodeStore(d *decoder, ctx *clock.CausalContext) map[K]V {
-	n := d.count(2)
-	if d.err != nil || n == 0 {
+	n := d.Count(2)
+	if d.Err() != nil || n == 0 {
 		return nil
 	}
 	codec, err := m.codec.get()
 	if err != nil {
-		d.err = err
+		d.SetErr(err)
 		return nil
 	}
 	out := make(map[K]V, n)
 	seen := map[clock.Dot]struct{}{}
 	var prev []byte
 	var zero V
-	for i := 0; i < n && d.err == nil; i++ {
+	for i := 0; i < n && d.Err() == nil; i++ {
 		p := d.elem(prev, i == 0)
 		prev = p
 		k := decodeElem(d, codec, p)
-		vb := d.bytes()
-		if d.err != nil {
+		vb := d.Bytes()
+		if d.Err() != nil {
 			break
 		}
 		v := zero.embedNew()
-		sub := &decoder{what: d.what + " value", b: vb, ids: d.ids, used: d.used}
+		sub := &decoder{Decoder: wire.NewDecoder(vb, ErrMalformed, d.What()+" value"), ids: d.ids, used: d.used}
 		if err := v.embedDecode(sub, ctx); err != nil {
-			d.err = err
+			d.SetErr(err)
 			break
 		}
 		if v.embedEmpty() {
-			d.fail("key with an empty value")
+			d.Fail("key with an empty value")
 			break
 		}
 		for dot := range v.embedDots {
 			if _, dup := seen[dot]; dup {
-				d.fail("dot %v held by two keys", dot)
+				d.Fail("dot %v held by two keys", dot)
 				break
 			}
 			seen[dot] = struct{}{}
 		}
-		if _, dup := out[k]; dup && d.err == nil {
-			d.fail("key decoded twice")
+		if _, dup := out[k]; dup && d.Err() == nil {
+			d.Fail("key decoded twice")
 		}
 		out[k] = v
 	}

@@ -3,6 +3,8 @@ package quorum
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // objectVersion is the first byte of an Object's binary encoding.
@@ -50,109 +52,49 @@ func (o Object[V]) Encode(b []byte, appendValue func([]byte, V) []byte) ([]byte,
 // lengths beyond the input and objects that fail [Object.Validate], with errors wrapping
 // [ErrMalformed]; it never allocates more than the input's size implies.
 func DecodeObject[V any](b []byte, decodeValue func([]byte) (V, error)) (Object[V], error) {
-	d := objDecoder{b: b}
-	if v := d.byte(); d.err == nil && v != objectVersion {
-		return Object[V]{}, fmt.Errorf("%w: object: unknown version %d", ErrMalformed, v)
+	d := wire.NewDecoder(b, ErrMalformed, "object")
+	d.Version(objectVersion)
+	if err := d.Err(); err != nil {
+		return Object[V]{}, err
 	}
 	var o Object[V]
-	if ctx := d.bytes(); d.err == nil {
+	if ctx := d.Bytes(); d.Err() == nil {
 		if err := o.Context.UnmarshalBinary(ctx); err != nil {
 			return Object[V]{}, fmt.Errorf("%w: object context: %w", ErrMalformed, err)
 		}
 	}
 	// Every sibling takes at least 3 bytes, which bounds the count.
-	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b))/3 {
-		d.fail("sibling count %d exceeds input", n)
-	}
-	if d.err == nil && n > 0 {
+	n := d.Count(3)
+	if d.Err() == nil && n > 0 {
 		o.Siblings = make([]Sibling[V], 0, n)
 	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	for i := 0; i < n && d.Err() == nil; i++ {
 		var s Sibling[V]
-		s.Dot.Replica = string(d.bytes())
-		s.Dot.Counter = d.uvarint()
-		switch f := d.byte(); {
-		case d.err != nil:
+		s.Dot.Replica = string(d.Bytes())
+		s.Dot.Counter = d.Uvarint()
+		switch f := d.Byte(); {
+		case d.Err() != nil:
 		case f == 1:
 			s.Deleted = true
 		case f == 0:
-			raw := d.bytes()
-			if d.err == nil {
+			raw := d.Bytes()
+			if d.Err() == nil {
 				v, err := decodeValue(raw)
 				if err != nil {
-					d.fail("sibling %d value: %v", i, err)
+					d.Wrap(fmt.Errorf("sibling %d value: %w", i, err))
 				}
 				s.Value = v
 			}
 		default:
-			d.fail("sibling %d: unknown flag %d", i, f)
+			d.Fail("sibling %d: unknown flag %d", i, f)
 		}
 		o.Siblings = append(o.Siblings, s)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%d trailing bytes", len(d.b))
-	}
-	if d.err != nil {
-		return Object[V]{}, d.err
+	if err := d.Finish(); err != nil {
+		return Object[V]{}, err
 	}
 	if err := o.Validate(); err != nil {
 		return Object[V]{}, err
 	}
 	return o, nil
-}
-
-type objDecoder struct {
-	b   []byte
-	err error
-}
-
-func (d *objDecoder) fail(format string, a ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: object: "+format, append([]any{ErrMalformed}, a...)...)
-	}
-}
-
-func (d *objDecoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *objDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	if n > 1 && d.b[n-1] == 0 {
-		d.fail("non-minimal uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
-}
-
-func (d *objDecoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length %d exceeds input", n)
-		return nil
-	}
-	out := d.b[:n:n]
-	d.b = d.b[n:]
-	return out
 }
