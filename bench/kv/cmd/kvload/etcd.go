@@ -82,7 +82,7 @@ func (d *etcdDriver) dial(ctx context.Context, endpoints []string, assign []int)
 
 func (d *etcdDriver) classify(err error) string {
 	var ee rpctypes.EtcdError
-	if errors.As(err, &ee) {
+	if errors.As(rpctypes.Error(err), &ee) {
 		return "etcd:" + strings.TrimPrefix(ee.Error(), "etcdserver: ")
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {

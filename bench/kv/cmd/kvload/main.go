@@ -33,6 +33,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +61,7 @@ type options struct {
 	seed                                                       uint64
 	findLeader                                                 bool
 	command                                                    string
+	cpuProfile                                                 string
 }
 
 func main() {
@@ -90,6 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.test, "test", "", "test label in the results (default: from the mix and read mode)")
 	fs.StringVar(&o.jsonPath, "json", "", "append the JSON result line to this file")
 	fs.BoolVar(&o.findLeader, "find-leader", false, "print the endpoint -target selects and exit")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -253,6 +256,17 @@ func execute(o options, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "kvload: %s %s, %d clients on %d of %d endpoints (target %s), mix %s, %d keys, %d-byte values, preload %d, warm-up %v, window %v\n",
 		rec.System, o.proto, o.clients, len(used), len(endpoints), target, mix, o.keys, o.valueSize, o.preload, o.warmup, o.duration)
 
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := load.Run(ctx, load.Config{
 		Workload: wl, Warmup: o.warmup, Duration: o.duration, OpTimeout: o.timeout,
 		Preload: o.preload, Classify: drv.classify,
