@@ -264,7 +264,7 @@ find_kvnode() {
 		return 0
 	fi
 	if [[ ! -d $ROOT/examples/kvnode ]]; then
-		note "kvnode: skipped: $ROOT/examples/kvnode does not exist (set KVNODE=/path/to/kvnode to measure a build)"
+		note "kvnode: skipped: examples/kvnode does not exist in this checkout (set KVNODE=/path/to/kvnode to measure a build)"
 		return 1
 	fi
 	if ! (cd "$ROOT" && go build -o "$WORK/bin/kvnode" ./examples/kvnode) 2>"$WORK/kvnode-build.err"; then
@@ -335,7 +335,7 @@ REPORT=$WORK/report.md
 	echo "load average at start: $LOADAVG. Every load generator shares the machine with the system it measures;"
 	echo "compare systems within one run only."
 	echo
-	echo "Versions: $(etcd --version | head -n 1); $(redis-server --version | cut -d' ' -f1-3); $(go version | cut -d' ' -f3)."
+	echo "Versions: etcd $(etcd --version | awk 'NR == 1 {print $3}'), $(redis-server --version | awk '{sub(/v=/, "", $3); print $1, $3}'), $(go version | cut -d' ' -f3)."
 	echo "kvload: DURATION=$DURATION WARMUP=$WARMUP, SET over $SET_KEYS keys, GET over $GET_KEYS preloaded keys,"
 	echo "16-byte keys, $VALUE_SIZE-byte values, closed loop (one request in flight per client); etcd target $ETCD_TARGET,"
 	echo "etcd GETs linearizable. redis-benchmark: -n $RB_REQUESTS -c $RB_CLIENTS -d $VALUE_SIZE (one fixed key; no p99.9)."
