@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -66,6 +70,31 @@ func TestEtcdClassify(t *testing.T) {
 		{status.Error(codes.DeadlineExceeded, "slow"), "timeout"},
 		{context.DeadlineExceeded, "timeout"},
 		{errors.New("boom"), "other"},
+	}
+	for _, tt := range tests {
+		if got := d.classify(tt.err); got != tt.want {
+			t.Errorf("classify(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
+
+// respErr is a server error reply as go-redis reports it.
+type respErr string
+
+func (e respErr) Error() string { return string(e) }
+func (respErr) RedisError()     {}
+
+func TestRespClassify(t *testing.T) {
+	d := &respDriver{}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{respErr("ERR unknown command 'CONFIG'"), "resp:ERR"},
+		{fmt.Errorf("wrapped: %w", respErr("MOVED 3999 127.0.0.1:6381")), "resp:MOVED"},
+		{redis.ErrPoolTimeout, "pool-timeout"},
+		{context.DeadlineExceeded, "timeout"},
+		{io.EOF, "conn-closed"},
 	}
 	for _, tt := range tests {
 		if got := d.classify(tt.err); got != tt.want {
