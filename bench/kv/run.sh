@@ -188,13 +188,18 @@ rbench() {
 	sed 's/^/    /' "$WORK/rb.csv" >&2
 }
 
-wait_until() { # wait_until SECONDS DESCRIPTION CMD...
-	local secs=$1 what=$2 i
+# wait_until SECONDS "PID..." CMD...: retries CMD every 0.1 s until it succeeds
+# (0), SECONDS pass (1), or one of the server PIDs has exited (2).
+wait_until() {
+	local secs=$1 pids=$2 i pid
 	shift 2
 	for i in $(seq 1 $((secs * 10))); do
 		if "$@" >/dev/null 2>&1; then
 			return 0
 		fi
+		for pid in $pids; do
+			kill -0 "$pid" 2>/dev/null || return 2
+		done
 		sleep 0.1
 	done
 	return 1
@@ -222,9 +227,9 @@ run_etcd() {
 		PIDS+=($!)
 	done
 	log "etcd: waiting for a healthy 3-member cluster"
-	if ! wait_until 60 "etcd health" env ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --command-timeout=2s endpoint health; then
+	if ! wait_until 60 "${pids[*]}" env ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --command-timeout=2s endpoint health; then
 		FAILED=1
-		note "etcd: cluster not healthy within 60 s; see logs (KEEP=1)"
+		note "etcd: cluster not healthy (a member exited, or 60 s passed); log tail: $(tail -n 2 "$d/m1.log" 2>/dev/null | tr '\n' ' ')"
 		stop_pids "${pids[@]}"
 		return 0
 	fi
@@ -244,9 +249,9 @@ run_redis() { # run_redis LABEL PORT persistence-flags...
 	timeout "$SERVER_LIFETIME" redis-server "${args[@]}" &
 	local pid=$!
 	PIDS+=("$pid")
-	if ! wait_until 30 "redis ping" redis-cli -h 127.0.0.1 -p "$port" ping; then
+	if ! wait_until 30 "$pid" redis-cli -h 127.0.0.1 -p "$port" ping; then
 		FAILED=1
-		note "$label: redis-server did not answer PING within 30 s"
+		note "$label: redis-server exited or did not answer PING within 30 s; log tail: $(tail -n 2 "$d/redis.log" 2>/dev/null | tr '\n' ' ')"
 		stop_pids "$pid"
 		return 0
 	fi
@@ -292,9 +297,9 @@ run_kvnode() {
 		PIDS+=($!)
 	done
 	log "kvnode: waiting until a SET commits"
-	if ! wait_until 60 "kvnode ready" bash -c "redis-cli -h 127.0.0.1 -p ${KV_REDIS_PORTS[0]} set kvbench:ready 1 | grep -q OK"; then
+	if ! wait_until 60 "${pids[*]}" bash -c "redis-cli -h 127.0.0.1 -p ${KV_REDIS_PORTS[0]} set kvbench:ready 1 | grep -q OK"; then
 		FAILED=1
-		note "kvnode: no SET committed within 60 s; log tail: $(tail -n 3 "$d/n1.log" | tr '\n' ' ')"
+		note "kvnode: a node exited, or no SET committed within 60 s; log tail of node 1: $(tail -n 3 "$d/n1.log" 2>/dev/null | tr '\n' ' ')"
 		stop_pids "${pids[@]}"
 		return 0
 	fi
