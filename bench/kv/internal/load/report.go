@@ -19,7 +19,7 @@ func WriteTable(w io.Writer, recs []Record) error {
 			p999 = FormatMs(*r.P999Ms)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s |\n",
-			r.System, r.Tool, r.Test, r.Clients, FormatRate(r.OpsPerSec),
+			cell(r.System), cell(r.Tool), cell(r.Test), r.Clients, FormatRate(r.OpsPerSec),
 			FormatMs(r.P50Ms), FormatMs(r.P99Ms), p999, FormatMs(r.MaxMs), formatErrors(r))
 	}
 	_, err := io.WriteString(w, b.String())
@@ -33,7 +33,7 @@ func formatErrors(r Record) string {
 	parts := []string{strconv.FormatUint(r.ErrorsAll, 10)}
 	res := Result{Errors: r.Errors}
 	for _, k := range res.ErrorKinds() {
-		parts = append(parts, fmt.Sprintf("%s=%d", k, r.Errors[k]))
+		parts = append(parts, fmt.Sprintf("%s=%d", cell(k), r.Errors[k]))
 	}
 	return parts[0] + " (" + strings.Join(parts[1:], ", ") + ")"
 }
@@ -74,9 +74,9 @@ func Compare(recs []Record, subject string, baselines []string) []Comparison {
 // ratio above 1 and a p99 ratio below 1 favour the subject).
 func WriteRatios(w io.Writer, cmp []Comparison, subject string, baselines []string) error {
 	var b strings.Builder
-	b.WriteString("| tool | test | clients | " + subject + " ops/s |")
+	b.WriteString("| tool | test | clients | " + cell(subject) + " ops/s |")
 	for _, base := range baselines {
-		fmt.Fprintf(&b, " ops/s ÷ %s | p99 ÷ %s |", base, base)
+		fmt.Fprintf(&b, " ops/s ÷ %s | p99 ÷ %s |", cell(base), cell(base))
 	}
 	b.WriteString("\n|---|---|---:|---:|")
 	for range baselines {
@@ -85,7 +85,7 @@ func WriteRatios(w io.Writer, cmp []Comparison, subject string, baselines []stri
 	b.WriteString("\n")
 	for _, c := range cmp {
 		s := c.Subject
-		fmt.Fprintf(&b, "| %s | %s | %d | %s |", s.Tool, s.Test, s.Clients, FormatRate(s.OpsPerSec))
+		fmt.Fprintf(&b, "| %s | %s | %d | %s |", cell(s.Tool), cell(s.Test), s.Clients, FormatRate(s.OpsPerSec))
 		for _, r := range c.Baselines {
 			if r == nil {
 				b.WriteString(" – | – |")
@@ -97,6 +97,11 @@ func WriteRatios(w io.Writer, cmp []Comparison, subject string, baselines []stri
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// cell makes s safe inside a Markdown table cell: one line, no bare "|".
+func cell(s string) string {
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "|", "\\|").Replace(s)
 }
 
 // FormatRate formats a rate with thousands separators and no decimals.
