@@ -9,5 +9,3 @@ require (
 	google.golang.org/protobuf v1.36.11
 	pgregory.net/rapid v1.3.0
 )
-
-require golang.org/x/sys v0.49.0 // indirect
