@@ -94,7 +94,11 @@ func (m *member) toLeader(w http.ResponseWriter, r *http.Request) bool {
 		httpError(w, http.StatusServiceUnavailable, "leader %d has not published its address yet; retry", leader)
 		return true
 	}
-	http.Redirect(w, r, "http://"+a.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	scheme := "http://"
+	if m.cfg.TLS != nil {
+		scheme = "https://"
+	}
+	http.Redirect(w, r, scheme+a.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	return true
 }
 

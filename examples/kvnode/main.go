@@ -384,7 +384,7 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 		return nil, err
 	}
 	if o.join != "" && len(m.node.Members()) == 0 {
-		if err := join(ctx, o.join, o.id, raftAddr); err != nil {
+		if err := join(ctx, o.join, o.id, raftAddr, tlsCfg, m.trans); err != nil {
 			m.Close()
 			return nil, err
 		}
@@ -393,17 +393,34 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 }
 
 // join asks a running member to add this one, retrying until ctx ends.
-func join(ctx context.Context, url string, id uint64, raftAddr string) error {
+// It first learns the members' raft addresses from GET /status so this
+// member can answer the leader before it has applied any membership.
+func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *tls.Config, trans *tcpTransport) error {
 	body, _ := json.Marshal(joinRequest{ID: id, Raft: raftAddr})
 	client := &http.Client{Timeout: 45 * time.Second}
+	if tlsCfg != nil {
+		client.Transport = &http.Transport{TLSClientConfig: tlsCfg}
+	}
 	var last error
 	for attempt := 0; ; attempt++ {
+		if err := learnPeers(ctx, client, url, trans); err != nil {
+			var certErr *tls.CertificateVerificationError
+			var alert tls.AlertError
+			if errors.As(err, &certErr) || errors.As(err, &alert) {
+				return fmt.Errorf("join via %s: %w", url, err) // retrying cannot help
+			}
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(url, "/")+"/members", bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
+		var certErr *tls.CertificateVerificationError
+		var alert tls.AlertError
+		if errors.As(err, &certErr) || errors.As(err, &alert) {
+			return fmt.Errorf("join via %s: %w", url, err) // retrying cannot help
+		}
 		if err == nil {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
@@ -425,4 +442,28 @@ func join(ctx context.Context, url string, id uint64, raftAddr string) error {
 			return last
 		}
 	}
+}
+
+// learnPeers tells trans the raft addresses of the members listed by
+// url's GET /status.
+func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcpTransport) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/status", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var s statusJSON
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&s); err != nil {
+		return err
+	}
+	for _, m := range s.Members {
+		if m.ID != 0 && m.Raft != "" {
+			trans.AddPeer(m.ID, m.Raft)
+		}
+	}
+	return nil
 }

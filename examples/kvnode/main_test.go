@@ -204,6 +204,7 @@ func (p *proc) client() *redis.Client {
 // cluster is a set of kvnode processes on free ports.
 type cluster struct {
 	t     *testing.T
+	mu    sync.Mutex
 	procs map[uint64]*proc
 	dir   string
 	extra []string
@@ -239,7 +240,9 @@ func (c *cluster) newProc(id uint64, ports []int, args []string) *proc {
 	}
 	p.args = append([]string{"-id", strconv.FormatUint(id, 10), "-raft", p.raft, "-redis", p.redis, "-http", p.http,
 		"-data", filepath.Join(c.dir, strconv.FormatUint(id, 10)), "-timeout", "3s"}, args...)
+	c.mu.Lock()
 	c.procs[id] = p
+	c.mu.Unlock()
 	c.t.Cleanup(func() {
 		p.kill()
 		if c.t.Failed() {
@@ -266,7 +269,8 @@ func (c *cluster) leader() *proc {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, p := range c.procs {
+		for _, id := range c.memberIDs() {
+			p := c.procOf(id)
 			if s, err := p.status(); err == nil && s.Role == "leader" && s.Leader == p.id {
 				return p
 			}

@@ -49,6 +49,7 @@ const (
 	defaultMaxConns   = 10_000
 	defaultMaxRequest = 1 << 20
 	defaultTimeout    = 5 * time.Second
+	idleTimeout       = 5 * time.Minute // RESP connections idle this long are closed
 )
 
 // member is one running kvnode member.
@@ -99,6 +100,7 @@ func startMember(cfg memberConfig) (*member, error) {
 	}
 	m.node = node
 	m.redis = redcon.NewServer("", m.serveRESP, m.acceptRESP, m.closedRESP)
+	m.redis.SetIdleClose(idleTimeout)
 	m.http = &http.Server{
 		Handler:           m.httpHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -114,7 +116,13 @@ func startMember(cfg memberConfig) (*member, error) {
 	}()
 	go func() {
 		defer m.wg.Done()
-		m.http.Serve(cfg.HTTPLn)
+		ln := cfg.HTTPLn
+		if cfg.TLS != nil {
+			// With mutual TLS the HTTP API (membership included) also
+			// requires a certificate from the cluster's CA.
+			ln = tls.NewListener(ln, cfg.TLS)
+		}
+		m.http.Serve(ln)
 	}()
 	go func() {
 		defer m.wg.Done()

@@ -106,7 +106,13 @@ func loadClient(ctx context.Context, id int, c *cluster, h *history, keys []stri
 	}()
 	for seq := 0; ctx.Err() == nil; seq++ {
 		if cl == nil {
-			cl = c.procOf(node).client()
+			p := c.procOf(node)
+			if p == nil { // removed from the cluster
+				ids = c.memberIDs()
+				node = ids[id%len(ids)]
+				p = c.procOf(node)
+			}
+			cl = p.client()
 		}
 		key := keys[rng.IntN(len(keys))]
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -169,6 +175,8 @@ func indexOf(ids []uint64, id uint64) int {
 }
 
 func (c *cluster) memberIDs() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var ids []uint64
 	for id := range c.procs {
 		ids = append(ids, id)
@@ -177,7 +185,18 @@ func (c *cluster) memberIDs() []uint64 {
 	return ids
 }
 
-func (c *cluster) procOf(id uint64) *proc { return c.procs[id] }
+func (c *cluster) procOf(id uint64) *proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.procs[id]
+}
+
+// forget drops member id from the cluster's list (after removing it).
+func (c *cluster) forget(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.procs, id)
+}
 
 // checkHistory checks h with porcupine, and that every acknowledged
 // append is in the final value of its key, read linearizably on every
@@ -285,8 +304,8 @@ func TestLinearizableUnderKillsAndTransfers(t *testing.T) {
 	// 1. kill -9 a follower, restart it.
 	l := c.leader()
 	var f *proc
-	for _, p := range c.procs {
-		if p != l {
+	for _, id := range c.memberIDs() {
+		if p := c.procOf(id); p != l {
 			f = p
 			break
 		}

@@ -130,8 +130,8 @@ func (t *tcpTransport) AddPeer(id uint64, addr string) {
 		return
 	}
 	if p, ok := t.peers[id]; ok {
-		if p.addr == addr {
-			return
+		if p.addr == addr || addr == "" {
+			return // an empty address (a promotion, say) keeps the known one
 		}
 		close(p.done)
 	}
@@ -255,6 +255,7 @@ func (t *tcpTransport) runPeer(p *peer) {
 			cancel()
 			if err != nil {
 				lastFail = time.Now()
+				t.log.Debug("raft dial failed", "peer", p.id, "addr", p.addr, "err", err)
 				t.handler.Unreachable(p.id)
 				continue
 			}
@@ -285,6 +286,7 @@ func (t *tcpTransport) runPeer(p *peer) {
 			err = w.Flush()
 		}
 		if err != nil {
+			t.log.Debug("raft write failed", "peer", p.id, "err", err)
 			t.untrack(c)
 			c, w = nil, nil
 			lastFail = time.Now()
