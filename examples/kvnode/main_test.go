@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,8 @@ func (s *syncBuffer) String() string {
 // the same arguments.
 type proc struct {
 	t     *testing.T
+	httpc *http.Client
+	https bool
 	id    uint64
 	args  []string
 	raft  string
@@ -208,13 +211,23 @@ type cluster struct {
 	procs map[uint64]*proc
 	dir   string
 	extra []string
+	httpc *http.Client // https with the members' certificate under mutual TLS
+	https bool
 }
 
 // newCluster starts n members (ids 1..n) as separate processes and waits
 // until each has printed "ready". Every process is killed at test end.
 func newCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, procs: map[uint64]*proc{}, dir: t.TempDir(), extra: extra}
+	c := &cluster{t: t, procs: map[uint64]*proc{}, dir: t.TempDir(), extra: extra, httpc: &http.Client{Timeout: 40 * time.Second}}
+	if i := slices.Index(extra, "-tls-ca"); i >= 0 {
+		tlsCfg, err := loadTLS(&options{tlsCA: extra[i+1], tlsCert: extra[i+3], tlsKey: extra[i+5]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.httpc.Transport = &http.Transport{TLSClientConfig: tlsCfg}
+		c.https = true
+	}
 	ports := freePorts(t, 3*n)
 	var peers []string
 	for i := range n {
@@ -233,7 +246,7 @@ func newCluster(t *testing.T, n int, extra ...string) *cluster {
 
 func (c *cluster) newProc(id uint64, ports []int, args []string) *proc {
 	p := &proc{
-		t: c.t, id: id,
+		t: c.t, id: id, httpc: c.httpc, https: c.https,
 		raft:  fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		redis: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		http:  fmt.Sprintf("127.0.0.1:%d", ports[2]),
@@ -255,8 +268,7 @@ func (c *cluster) newProc(id uint64, ports []int, args []string) *proc {
 // status reads GET /status of member p.
 func (p *proc) status() (statusJSON, error) {
 	var s statusJSON
-	client := &http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get("http://" + p.http + "/status")
+	resp, err := p.httpc.Get(p.url("/status"))
 	if err != nil {
 		return s, err
 	}
@@ -281,12 +293,20 @@ func (c *cluster) leader() *proc {
 	return nil
 }
 
-func httpDo(method, url string, body []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(context.Background(), method, url, bytes.NewReader(body))
+// url is the address of an HTTP path on member p.
+func (p *proc) url(path string) string {
+	if p.https {
+		return "https://" + p.http + path
+	}
+	return "http://" + p.http + path
+}
+
+func (p *proc) httpDo(method, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(context.Background(), method, p.url(path), bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := (&http.Client{Timeout: 40 * time.Second}).Do(req)
+	resp, err := p.httpc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -12,10 +12,11 @@ import (
 
 // joinProc starts member id as a new process that joins through via's
 // HTTP address.
-func (c *cluster) joinProc(id uint64, via *proc, scheme string) *proc {
+func (c *cluster) joinProc(id uint64, via *proc, scheme string, extra ...string) *proc {
 	c.t.Helper()
 	ports := freePorts(c.t, 3)
-	p := c.newProc(id, ports, append([]string{"-join", scheme + via.http}, c.extra...))
+	args := append([]string{"-join", scheme + via.http}, c.extra...)
+	p := c.newProc(id, ports, append(args, extra...))
 	p.start()
 	return p
 }
@@ -102,7 +103,7 @@ func TestJoinAndRemoveUnderLoad(t *testing.T) {
 				break
 			}
 		}
-		code, body, err := httpDo("DELETE", fmt.Sprintf("http://%s/members/%d", via.http, victim), nil)
+		code, body, err := via.httpDo("DELETE", fmt.Sprintf("/members/%d", victim), nil)
 		if err != nil || code != 200 {
 			t.Fatalf("remove %d via %d: %d %s %v", victim, via.id, code, body, err)
 		}

@@ -325,7 +325,7 @@ func TestLinearizableUnderKillsAndTransfers(t *testing.T) {
 	// 3. transfer leadership away, twice.
 	for range 2 {
 		l = c.leader()
-		code, body, err := httpDo("POST", "http://"+l.http+"/transfer-leader", nil)
+		code, body, err := l.httpDo("POST", "/transfer-leader", nil)
 		if err != nil || code != 200 {
 			t.Fatalf("transfer-leader: %d %s %v", code, body, err)
 		}
