@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -52,6 +53,10 @@ func (m *member) httpHandler() http.Handler {
 	mux.HandleFunc("GET /kv/{key}", m.handleGet)
 	mux.HandleFunc("PUT /kv/{key}", m.handlePut)
 	mux.HandleFunc("DELETE /kv/{key}", m.handleDelete)
+	if m.cfg.Limits.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	}
 	return mux
 }
 

@@ -84,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.limits.Timeout, "timeout", defaultTimeout, "request timeout")
 	fs.BoolVar(&o.limits.StaleReads, "stale-reads", false, "serve GET/MGET/EXISTS from this member's state without a read barrier (not linearizable)")
 	fs.BoolVar(&o.verbose, "v", false, "log raft events to stderr")
+	fs.BoolVar(&o.limits.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP address")
 	// -ports is for tests: 0 puts the demo cluster on free ports.
 	fs.IntVar(&o.ports, "ports", -1, "")
 	fs.Usage = func() {

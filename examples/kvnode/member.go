@@ -42,6 +42,7 @@ type limits struct {
 	MaxRequest int           // bytes of one RESP command
 	Timeout    time.Duration // per request
 	StaleReads bool          // GET on new connections reads this member's state
+	Pprof      bool          // serve /debug/pprof on the HTTP address
 }
 
 const (
