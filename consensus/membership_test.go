@@ -24,9 +24,9 @@ func memberIDs(ms []consensus.Member) (voters, learners []uint64) {
 }
 
 // onLeader runs f on the current leader, again if leadership moved.
-func onLeader(ctx context.Context, c *consensustest.Cluster, f func(*consensus.Node) error) error {
+func onLeader(ctx context.Context, c *consensustest.Cluster, f func(*consensus.Node) error, among ...uint64) error {
 	for {
-		lead, err := c.WaitLeader(ctx)
+		lead, err := c.WaitLeader(ctx, among...)
 		if err != nil {
 			return err
 		}
@@ -93,6 +93,10 @@ func TestMembershipAddPromoteRemove(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("RemoveMember(leader %d): %v", removed, err)
 	}
+	// The removed member refuses further work.
+	if _, err := c.Node(removed).Propose(ctx, consensustest.PutCommand("x", "y")); !errors.Is(err, consensus.ErrRemoved) {
+		t.Fatalf("Propose on removed member = %v, want ErrRemoved", err)
+	}
 	c.Stop(removed)
 	lead, err = c.WaitLeader(ctx)
 	if err != nil {
@@ -110,6 +114,19 @@ func TestMembershipAddPromoteRemove(t *testing.T) {
 	}
 	if _, err := c.Node(lead).Propose(ctx, consensustest.PutCommand("after", "remove")); err != nil {
 		t.Fatal(err)
+	}
+	// AddVoter: learner first, promoted once caught up.
+	c.Start(5)
+	voters, _ = memberIDs(c.Node(lead).Members())
+	if err := onLeader(ctx, c, func(n *consensus.Node) error { return n.AddVoter(ctx, 5, "addr-5") }, voters...); err != nil {
+		t.Fatalf("AddVoter: %v", err)
+	}
+	if err := c.Node(5).ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	voters, learners = memberIDs(c.Node(5).Members())
+	if !slices.Contains(voters, 5) || len(learners) != 0 {
+		t.Fatalf("after AddVoter(5): voters %v learners %v", voters, learners)
 	}
 	// Errors callers can act on.
 	if err := c.Node(lead).PromoteLearner(ctx, 99); !errors.Is(err, consensus.ErrUnknownMember) {

@@ -189,7 +189,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	n.epoch = binary.LittleEndian.Uint64(eb[:])
 
 	if c.Memory != nil {
-		n.logs, n.snaps = c.Memory.log, c.Memory
+		n.logs, n.snaps = c.Memory.log, c.Memory.snaps
 	} else {
 		ls, ss, err := openDisk(c)
 		if err != nil {
@@ -530,6 +530,14 @@ func (n *Node) runRaft() {
 		n.stop()
 		n.failPending()
 	}()
+	defer func() {
+		// raft panics when it finds its log inconsistent with what it
+		// acknowledged (a log damaged on disk). Stop this node, not the
+		// process.
+		if r := recover(); r != nil {
+			n.fail(fmt.Errorf("consensus: raft: %v: %w", r, ErrCorrupt))
+		}
+	}()
 	ticker := n.cfg.Clock.NewTimer(n.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
@@ -718,13 +726,16 @@ func (n *Node) handleReady() error {
 			return fmt.Errorf("consensus: persist snapshot: %w", err)
 		}
 	}
-	if len(rd.Entries) > 0 || (rd.HardState != nil && rd.MustSync) || !raft.IsEmptySnap(rd.Snapshot) {
+	if len(rd.Entries) > 0 || rd.HardState != nil || !raft.IsEmptySnap(rd.Snapshot) {
+		sync := rd.MustSync || len(rd.Entries) > 0 || !raft.IsEmptySnap(rd.Snapshot)
 		start := time.Now()
-		if err := n.logs.Append(rd.Entries, n.lastHS); err != nil {
+		if err := n.logs.Save(rd.Entries, n.lastHS, sync); err != nil {
 			return fmt.Errorf("consensus: persist log: %w", err)
 		}
-		n.persistedCommit = n.lastHS.GetCommit()
-		n.stats.observeSync(time.Since(start), len(rd.Entries))
+		if sync {
+			n.persistedCommit = n.lastHS.GetCommit()
+			n.stats.observeSync(time.Since(start), len(rd.Entries))
+		}
 	}
 	confs := n.applyConfChanges(rd.CommittedEntries)
 	if !leader {

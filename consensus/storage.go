@@ -18,6 +18,9 @@ type logStore interface {
 	// Append makes ents and hs durable (one sync per call), first discarding
 	// any stored entries at or after ents[0].Index.
 	Append(ents []*raftpb.Entry, hs *raftpb.HardState) error
+	// Save is Append for a Ready: with sync false (raft's MustSync false:
+	// only the commit index changed) it may defer writing hs.
+	Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error
 	// SetSnapshot records that a snapshot at meta is durable in the snapshot
 	// store; entries the snapshot covers become unavailable and, if the log
 	// does not contain meta's index and term, the whole log is discarded.
@@ -47,9 +50,13 @@ type snapWriter interface {
 // for concurrent use but holds one member's state: never share one between
 // two running nodes.
 type MemoryStore struct {
-	log *memLog
-	mu  sync.Mutex
-	// snapshots by index
+	log   *memLog
+	snaps *memSnaps
+}
+
+// memSnaps keeps snapshots by index.
+type memSnaps struct {
+	mu    sync.Mutex
 	snaps map[uint64]memSnap
 }
 
@@ -60,7 +67,7 @@ type memSnap struct {
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{log: &memLog{ms: raft.NewMemoryStorage()}, snaps: make(map[uint64]memSnap)}
+	return &MemoryStore{log: &memLog{ms: raft.NewMemoryStorage()}, snaps: &memSnaps{snaps: make(map[uint64]memSnap)}}
 }
 
 // LastIndex returns the index of the last entry in the stored log.
@@ -98,6 +105,10 @@ func (l *memLog) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
 	return nil
 }
 
+func (l *memLog) Save(ents []*raftpb.Entry, hs *raftpb.HardState, _ bool) error {
+	return l.Append(ents, hs)
+}
+
 func (l *memLog) SetSnapshot(meta *raftpb.SnapshotMetadata) error {
 	cur, err := l.ms.Snapshot()
 	if err != nil {
@@ -121,11 +132,11 @@ func (l *memLog) Compact(index uint64) error {
 	return err
 }
 
-func (s *MemoryStore) Create(meta *raftpb.SnapshotMetadata) (snapWriter, error) {
+func (s *memSnaps) Create(meta *raftpb.SnapshotMetadata) (snapWriter, error) {
 	return &memSnapWriter{s: s, meta: meta}, nil
 }
 
-func (s *MemoryStore) Open(index uint64) (*raftpb.SnapshotMetadata, io.ReadCloser, error) {
+func (s *memSnaps) Open(index uint64) (*raftpb.SnapshotMetadata, io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sn, ok := s.snaps[index]
@@ -136,7 +147,7 @@ func (s *MemoryStore) Open(index uint64) (*raftpb.SnapshotMetadata, io.ReadClose
 }
 
 type memSnapWriter struct {
-	s    *MemoryStore
+	s    *memSnaps
 	meta *raftpb.SnapshotMetadata
 	buf  bytes.Buffer
 	done bool
@@ -157,7 +168,7 @@ func (w *memSnapWriter) Commit() error {
 }
 
 // Prune implements snapStore.
-func (s *MemoryStore) Prune(index uint64) {
+func (s *memSnaps) Prune(index uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.snaps {

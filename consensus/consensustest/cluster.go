@@ -73,10 +73,19 @@ func NewCluster(t testing.TB, size int, opts ClusterOptions) *Cluster {
 // added.
 func (c *Cluster) Start(id uint64) *consensus.Node {
 	c.t.Helper()
+	n, err := c.TryStart(id)
+	if err != nil {
+		c.t.Fatalf("start member %d: %v", id, err)
+	}
+	return n
+}
+
+// TryStart is Start returning the error instead of failing the test.
+func (c *Cluster) TryStart(id uint64) (*consensus.Node, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.nodes[id] != nil {
-		c.t.Fatalf("member %d already running", id)
+		return nil, fmt.Errorf("member %d already running", id)
 	}
 	sm := c.opts.NewStateMachine(id)
 	cfg := consensus.Config{
@@ -102,10 +111,10 @@ func (c *Cluster) Start(id uint64) *consensus.Node {
 	}
 	n, err := consensus.Start(cfg, sm)
 	if err != nil {
-		c.t.Fatalf("start member %d: %v", id, err)
+		return nil, err
 	}
 	c.nodes[id], c.sms[id] = n, sm
-	return n
+	return n, nil
 }
 
 // Stop closes member id (a crash: nothing beyond the durable store

@@ -221,48 +221,73 @@ func appendEntryRecord(buf []byte, salt uint32, e *raftpb.Entry) []byte {
 	return finishRecord(buf, start, recEntry, salt)
 }
 
-// decodeEntry decodes an entry payload. The entry's Data aliases p unless
-// copyData is set.
-func decodeEntry(p []byte, copyData bool) (*raftpb.Entry, error) {
+// checkEntry validates an entry payload as decodeEntry does and returns its
+// index and term without allocating.
+func checkEntry(p []byte) (index, term uint64, err error) {
+	if err := checkEntryHeader(p); err != nil {
+		return 0, 0, err
+	}
+	return binary.LittleEndian.Uint64(p[0:8]), binary.LittleEndian.Uint64(p[8:16]), nil
+}
+
+func checkEntryHeader(p []byte) error {
 	if len(p) < entryPayloadHeader {
-		return nil, fmt.Errorf("%w: entry payload of %d bytes", errRecord, len(p))
+		return fmt.Errorf("%w: entry payload of %d bytes", errRecord, len(p))
 	}
 	index := binary.LittleEndian.Uint64(p[0:8])
 	term := binary.LittleEndian.Uint64(p[8:16])
-	typ := p[16]
+	typ, flags := p[16], p[17]
+	switch {
+	case flags&^(entHasIndex|entHasTerm|entHasType|entHasData) != 0:
+		return fmt.Errorf("%w: unknown entry flags %#x", errRecord, flags)
+	case raftpb.EntryType_name[int32(typ)] == "":
+		return fmt.Errorf("%w: unknown entry type %d", errRecord, typ)
+	case flags&entHasIndex == 0 && index != 0:
+		return fmt.Errorf("%w: absent index is %d", errRecord, index)
+	case flags&entHasTerm == 0 && term != 0:
+		return fmt.Errorf("%w: absent term is %d", errRecord, term)
+	case flags&entHasType == 0 && typ != 0:
+		return fmt.Errorf("%w: absent type is %d", errRecord, typ)
+	case flags&entHasData == 0 && len(p) > entryPayloadHeader:
+		return fmt.Errorf("%w: absent data has %d bytes", errRecord, len(p)-entryPayloadHeader)
+	}
+	return nil
+}
+
+// decodeEntry decodes an entry payload. The entry's Data aliases p unless
+// copyData is set.
+func decodeEntry(p []byte, copyData bool) (*raftpb.Entry, error) {
+	if err := checkEntryHeader(p); err != nil {
+		return nil, err
+	}
 	flags := p[17]
-	if flags&^(entHasIndex|entHasTerm|entHasType|entHasData) != 0 {
-		return nil, fmt.Errorf("%w: unknown entry flags %#x", errRecord, flags)
+	// One allocation for the entry and its optional fields.
+	a := &struct {
+		e           raftpb.Entry
+		index, term uint64
+		typ         raftpb.EntryType
+	}{
+		index: binary.LittleEndian.Uint64(p[0:8]),
+		term:  binary.LittleEndian.Uint64(p[8:16]),
+		typ:   raftpb.EntryType(p[16]),
 	}
-	if _, ok := raftpb.EntryType_name[int32(typ)]; !ok {
-		return nil, fmt.Errorf("%w: unknown entry type %d", errRecord, typ)
-	}
-	data := p[entryPayloadHeader:]
-	e := &raftpb.Entry{}
+	e := &a.e
 	if flags&entHasIndex != 0 {
-		e.Index = &index
-	} else if index != 0 {
-		return nil, fmt.Errorf("%w: absent index is %d", errRecord, index)
+		e.Index = &a.index
 	}
 	if flags&entHasTerm != 0 {
-		e.Term = &term
-	} else if term != 0 {
-		return nil, fmt.Errorf("%w: absent term is %d", errRecord, term)
+		e.Term = &a.term
 	}
 	if flags&entHasType != 0 {
-		t := raftpb.EntryType(typ)
-		e.Type = &t
-	} else if typ != 0 {
-		return nil, fmt.Errorf("%w: absent type is %d", errRecord, typ)
+		e.Type = &a.typ
 	}
 	if flags&entHasData != 0 {
+		data := p[entryPayloadHeader:]
 		if copyData {
 			e.Data = append(make([]byte, 0, len(data)), data...)
 		} else {
 			e.Data = data[:len(data):len(data)]
 		}
-	} else if len(data) != 0 {
-		return nil, fmt.Errorf("%w: absent data has %d bytes", errRecord, len(data))
 	}
 	return e, nil
 }
@@ -331,4 +356,32 @@ func decodeCommit(p []byte) (seq uint64, count uint32, err error) {
 		return 0, 0, fmt.Errorf("%w: commit reserved bytes not zero", errRecord)
 	}
 	return binary.LittleEndian.Uint64(p[0:8]), binary.LittleEndian.Uint32(p[8:12]), nil
+}
+
+// entrySize is proto.Size(e) for entries without unknown fields (all
+// entries raft creates and all entries decoded here), computed directly.
+func entrySize(e *raftpb.Entry) int {
+	n := 0
+	if e.Type != nil {
+		n += 1 + varintLen(uint64(*e.Type))
+	}
+	if e.Term != nil {
+		n += 1 + varintLen(*e.Term)
+	}
+	if e.Index != nil {
+		n += 1 + varintLen(*e.Index)
+	}
+	if e.Data != nil {
+		n += 1 + varintLen(uint64(len(e.Data))) + len(e.Data)
+	}
+	return n
+}
+
+func varintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }

@@ -127,7 +127,16 @@ func segmentFiles(t testing.TB, dir string) []string {
 // copyDir copies the regular files of src into a new directory.
 func copyDir(t testing.TB, src string) string {
 	t.Helper()
-	dst := t.TempDir()
+	return copyDirTo(t, src, t.TempDir())
+}
+
+// copyDirTo copies the regular files of src into dst, creating it. Files
+// named in link are hard-linked instead (cheaper; they must not be written).
+func copyDirTo(t testing.TB, src, dst string, link ...string) string {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o750); err != nil {
+		t.Fatal(err)
+	}
 	des, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -136,15 +145,35 @@ func copyDir(t testing.TB, src string) string {
 		if !de.Type().IsRegular() {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(src, de.Name()))
+		from, to := filepath.Join(src, de.Name()), filepath.Join(dst, de.Name())
+		if slices.Contains(link, de.Name()) {
+			if err := os.Link(from, to); err == nil {
+				continue
+			}
+		}
+		b, err := os.ReadFile(from)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dst, de.Name()), b, 0o600); err != nil {
+		if err := os.WriteFile(to, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dst
+}
+
+// readOnlySegments names the segments of dir that Open does not write to:
+// all but the newest and the one named mutated.
+func readOnlySegments(t testing.TB, dir, mutated string) []string {
+	t.Helper()
+	segs := segmentFiles(t, dir)
+	var out []string
+	for _, s := range segs[:max(len(segs)-1, 0)] {
+		if name := filepath.Base(s); name != mutated {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func wantErr(t testing.TB, what string, err, want error) {

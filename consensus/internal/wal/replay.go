@@ -164,7 +164,8 @@ type pendingRec struct {
 	t     recType
 	off   int64
 	size  int
-	ent   *raftpb.Entry
+	index uint64
+	term  uint64
 	hs    *raftpb.HardState
 	meta  *raftpb.SnapshotMetadata
 	flags byte
@@ -210,6 +211,7 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 	good := int64(segHeaderSize) // end of the last complete batch
 	off := good
 	var damage error
+	torn := true // whether the damage can be an unfinished write
 	for damage == nil {
 		rest := data[off:]
 		if len(rest) == 0 || len(rest) < recHeaderSize && allZero(rest) {
@@ -217,7 +219,7 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 		}
 		t, payload, n, err := decodeRecord(rest, h.salt, l.opts.maxPayload())
 		if err != nil {
-			damage = err
+			damage = fmt.Errorf("offset %d: %w", off, err)
 			break
 		}
 		if t == recInvalid {
@@ -226,7 +228,7 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 		p := pendingRec{t: t, off: off, size: n}
 		switch t {
 		case recEntry:
-			p.ent, err = decodeEntry(payload, false)
+			p.index, p.term, err = checkEntry(payload)
 		case recState:
 			p.hs, err = decodeState(payload)
 		case recSnapshot:
@@ -249,7 +251,9 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 			}
 		}
 		if err != nil {
+			// The checksum matched, so the bytes are as written: not torn.
 			damage = fmt.Errorf("%v record at offset %d: %w", t, off, err)
+			torn = false
 			break
 		}
 		if t != recCommit {
@@ -273,8 +277,14 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 	if !last {
 		return seg, corrupt(good, "%v (not the last segment: acknowledged data is damaged)", damage)
 	}
+	if !torn {
+		return seg, corrupt(good, "%v (the record is intact as written)", damage)
+	}
 	if why := laterData(data, good, h.salt, *next); why != "" {
 		return seg, corrupt(good, "%v; %s", damage, why)
+	}
+	if !batchTorn(data, good, l.opts.maxPayload()) {
+		return seg, corrupt(good, "%v (the batch was completely written, so it may have been acknowledged)", damage)
 	}
 	return seg, l.repair(seg, data, good, damage)
 }
@@ -284,8 +294,8 @@ func applyBatch(r *replayState, seg *segment, recs []pendingRec) {
 	for _, p := range recs {
 		switch p.t {
 		case recEntry:
-			r.entry(p.ent.GetIndex(), p.ent.GetTerm(), loc{seg: seg, off: p.off, size: uint32(p.size)})
-			seg.maxIndex = max(seg.maxIndex, p.ent.GetIndex())
+			r.entry(p.index, p.term, loc{seg: seg, off: p.off, size: uint32(p.size)})
+			seg.maxIndex = max(seg.maxIndex, p.index)
 		case recState:
 			r.hs = p.hs
 		case recSnapshot:
@@ -294,6 +304,40 @@ func applyBatch(r *replayState, seg *segment, recs []pendingRec) {
 			}
 			r.marker(p.meta, p.flags)
 		}
+	}
+}
+
+// batchTorn reports whether the bytes of the batch at offset off can be the
+// result of a write that did not complete. Sectors are assumed to be either
+// written or left as they were, i.e. zero: segments are preallocated with
+// zeros and torn tails are zeroed on repair. Following the record lengths, a
+// torn batch reaches unwritten space (a zero header, or the end of a file
+// that was cut short) before its commit record, or has an all-zero sector
+// within its extent. A nonsensical header is torn only where it is stray bits
+// in unused space: at the start of the batch with only zeros after it.
+func batchTorn(data []byte, off int64, maxLen int) bool {
+	start := off
+	for {
+		rest := data[off:]
+		if len(rest) < recHeaderSize {
+			return true
+		}
+		word := le32(rest)
+		if word == 0 && le32(rest[4:]) == 0 {
+			return true
+		}
+		t, n := recType(word>>28), int(word&maxRecordLen)
+		if t < recEntry || t > recCommit || n > maxLen {
+			return off == start && allZero(rest[recHeaderSize:])
+		}
+		size := int64(recordSize(n))
+		if size > int64(len(rest)) {
+			return true
+		}
+		if t == recCommit {
+			return hasZeroSector(data, start, off+size)
+		}
+		off += size
 	}
 }
 
@@ -372,6 +416,7 @@ func (l *Log) repair(seg *segment, data []byte, off int64, why error) error {
 	if err := l.syncDir(); err != nil {
 		return err
 	}
+	l.hook(crashPoint{kind: "repair-evidence", path: seg.path, off: off})
 	for p := off; p < int64(len(data)); p += int64(len(zeroChunk)) {
 		end := min(p+int64(len(zeroChunk)), int64(len(data)))
 		if allZero(data[p:end]) {
@@ -380,6 +425,7 @@ func (l *Log) repair(seg *segment, data []byte, off int64, why error) error {
 		if _, err := seg.f.WriteAt(zeroChunk[:end-p], p); err != nil {
 			return fmt.Errorf("wal: zero torn tail of %s: %w", seg.path, err)
 		}
+		l.hook(crashPoint{kind: "repair-zeroing", path: seg.path, off: p})
 	}
 	if err := l.sync(seg.f); err != nil {
 		return fmt.Errorf("wal: sync %s: %w", seg.path, err)

@@ -34,7 +34,7 @@ func (l *Log) HardState() *raftpb.HardState {
 }
 
 // Entries returns the entries in [lo, hi), at most maxSize bytes of them as
-// raft counts (proto size) but at least one if any. The slice is the
+// raft counts them (encoded protobuf size) but at least one if any. The slice is the
 // caller's; the entries must not be modified. Recent entries come from
 // memory, older ones from disk.
 func (l *Log) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
@@ -56,7 +56,7 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
 	var out []*raftpb.Entry
 	var size uint64
 	add := func(e *raftpb.Entry) bool {
-		size += uint64(proto.Size(e))
+		size += uint64(entrySize(e))
 		if len(out) > 0 && size > maxSize {
 			return false
 		}

@@ -142,6 +142,7 @@ type Log struct {
 	segs       []*segment // oldest first; the last one is written
 	nextBatch  uint64
 	hs         *raftpb.HardState
+	hsPending  bool // hs holds a commit index not yet written (Save without sync)
 	snap       *raftpb.SnapshotMetadata
 	dummyIndex uint64 // index of the entry before the first one
 	dummyTerm  uint64
@@ -150,6 +151,8 @@ type Log struct {
 	stats      Stats
 
 	cacheHits, cacheMisses atomic.Uint64 // updated by readers under the read lock
+
+	prep *preparer // nil until replay is done; guarded by wmu
 }
 
 // Open opens the log in dir, creating dir if needed, and replays it. It takes
@@ -167,8 +170,15 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("wal: create dir: %w", err)
+	}
+	if errors.Is(statErr, os.ErrNotExist) && !opts.NoSync {
+		// Make the new directory's own entry durable.
+		if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+			return nil, err
+		}
 	}
 	lf, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -193,6 +203,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.closeFiles()
 		return nil, err
 	}
+	l.startPreparer()
 	return l, nil
 }
 
@@ -208,6 +219,17 @@ func Open(dir string, opts Options) (*Log, error) {
 // After a write or sync error the log refuses further writes (ErrFailed):
 // whether the failed batch reached the disk is unknown.
 func (l *Log) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
+	return l.Save(ents, hs, true)
+}
+
+// Save is Append for a raft Ready: pass rd.Entries, rd.HardState and
+// rd.MustSync. Raft sets MustSync false only when nothing but the commit
+// index changed; Save then keeps the new hard state in memory (InitialState
+// reports it) and writes it with the next batch or at Close, so a crash may
+// bring back the previous commit index, which raft tolerates. In every
+// other case Save writes and syncs like Append: nothing unsynced is ever
+// left in the log, which keeps torn-tail detection exact.
+func (l *Log) Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if err := l.writable(); err != nil {
@@ -243,6 +265,16 @@ func (l *Log) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
 	}
 	if hasHS && hs.GetCommit() > newLast {
 		return fmt.Errorf("wal: hard state commit %d beyond last index %d: %w", hs.GetCommit(), newLast, ErrInvalid)
+	}
+	if !sync && len(ents) == 0 && hs.GetTerm() == l.hs.GetTerm() && hs.GetVote() == l.hs.GetVote() {
+		l.mu.Lock()
+		l.hs = proto.Clone(hs).(*raftpb.HardState)
+		l.hsPending = true
+		l.mu.Unlock()
+		return nil
+	}
+	if !hasHS && l.hsPending {
+		hs, hasHS = l.hs, true
 	}
 
 	size := recordSize(statePayloadSize) + recordSize(commitPayloadSize)
@@ -286,6 +318,7 @@ func (l *Log) Append(ents []*raftpb.Entry, hs *raftpb.HardState) error {
 	}
 	if hasHS {
 		l.hs = proto.Clone(hs).(*raftpb.HardState)
+		l.hsPending = false
 	}
 	l.stats.Appends++
 	return nil
@@ -398,7 +431,8 @@ func (l *Log) Compact(index uint64) error {
 	return nil
 }
 
-// Close releases the files and the directory lock. It is idempotent.
+// Close writes a hard state kept in memory by Save without sync, then
+// releases the files and the directory lock. It is idempotent.
 func (l *Log) Close() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -408,7 +442,18 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	return l.closeFiles()
+	l.stopPreparer()
+	var err error
+	if l.hsPending && l.failed == nil && len(l.segs) > 0 {
+		// Persist a commit index kept in memory by Save without sync.
+		seg := l.active()
+		buf := appendStateRecord(nil, seg.salt, l.hs)
+		buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1)
+		if _, err = seg.f.WriteAt(buf, seg.size); err == nil && !l.opts.NoSync {
+			err = fdatasync(seg.f)
+		}
+	}
+	return errors.Join(err, l.closeFiles())
 }
 
 func (l *Log) closeFiles() error {
@@ -492,7 +537,11 @@ func (l *Log) syncDir() error {
 	if l.opts.NoSync {
 		return nil
 	}
-	d, err := os.Open(l.dir)
+	return syncDir(l.dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("wal: open dir: %w", err)
 	}
@@ -511,11 +560,10 @@ func (l *Log) maybeCut(n int64) error {
 		return nil
 	}
 	// Seal: drop the preallocated tail so the segment ends at its last
-	// batch, and make the size durable before the next segment exists.
+	// batch. Every batch is already durable, and whether the new size
+	// reaches the disk does not matter: replay accepts zeros after the last
+	// batch.
 	if err := seg.f.Truncate(seg.size); err != nil {
-		return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
-	}
-	if err := l.sync(seg.f); err != nil {
 		return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
 	}
 	next, err := l.createSegment(seg.seq+1, l.nextBatch, l.dummyIndex+uint64(len(l.locs)))
@@ -539,21 +587,22 @@ func segmentName(seq uint64) string { return fmt.Sprintf("%016x.wal", seq) }
 func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
 	name := segmentName(seq)
 	path := filepath.Join(l.dir, name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	pf, err := l.takePrepared()
 	if err != nil {
-		return nil, fmt.Errorf("wal: create segment: %w", err)
+		if l.prep != nil {
+			l.opts.Logger.Warn("wal: segment preparation failed; creating it directly", "err", err)
+		}
+		if pf = l.prepareFile(); pf.err != nil {
+			return nil, pf.err
+		}
 	}
+	f, tmp := pf.f, pf.path
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp)
+			pf.discard()
 		}
 	}()
-	if err := preallocate(f, l.opts.SegmentBytes); err != nil {
-		return nil, fmt.Errorf("wal: preallocate %s: %w", tmp, err)
-	}
 	h := segHeader{salt: rand.Uint32(), seq: seq, firstBatch: batch, baseIndex: baseIndex}
 	buf := h.encode()
 	count := uint32(0)
@@ -578,7 +627,7 @@ func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("wal: rename %s: %w", tmp, err)
 	}
-	l.hook(crashPoint{kind: "segment-renamed", path: path})
+	l.hook(crashPoint{kind: "segment-renamed", path: path, end: int64(len(buf))})
 	if err := l.syncDir(); err != nil {
 		return nil, err
 	}

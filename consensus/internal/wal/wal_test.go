@@ -343,6 +343,10 @@ func TestLockAndClose(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
+	// Close removes the file prepared for the next segment.
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(m) != 0 {
+		t.Fatalf("temporary files left after Close: %v", m)
+	}
 	calls := map[string]func() error{
 		"Append":       func() error { return l.Append(ents(4, 4, 1), nil) },
 		"SetSnapshot":  func() error { return l.SetSnapshot(meta(2, 1)) },
@@ -448,4 +452,109 @@ func TestMissingSegmentIsCorrupt(t *testing.T) {
 	}
 	_, err := Open(dir, testOptions())
 	wantErr(t, "Open with a segment missing", err, ErrCorrupt)
+}
+
+func TestSaveWithoutSync(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, Options{SegmentBytes: 64 << 10}) // real fsyncs
+	mustAppend(t, l, ents(1, 3, 1), hardState(1, 1, 1))
+	before := l.Stats()
+	if before.Fsyncs == 0 {
+		t.Fatal("Append did not fsync")
+	}
+	// A commit-only change: raft's Ready.MustSync is false.
+	if err := l.Save(nil, hardState(1, 1, 3), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stats(); got.Fsyncs != before.Fsyncs || got.BytesWritten != before.BytesWritten {
+		t.Fatalf("Save(sync=false) wrote or synced: %+v -> %+v", before, got)
+	}
+	checkHardState(t, l, hardState(1, 1, 3))
+	// A crash now brings back the previous commit index.
+	crashed := mustOpen(t, copyDir(t, dir), testOptions())
+	checkHardState(t, crashed, hardState(1, 1, 1))
+
+	// A term change is never deferred, even with sync false.
+	if err := l.Save(nil, hardState(2, 0, 3), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stats().Fsyncs; got != before.Fsyncs+1 {
+		t.Fatalf("Save of a new term: fsyncs %d, want %d", got, before.Fsyncs+1)
+	}
+	// The next Append carries a deferred commit index.
+	if err := l.Save(nil, hardState(2, 0, 3), false); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l, ents(4, 4, 2), nil)
+	if s := l.Stats(); s.FsyncTotal <= 0 || s.FsyncMax <= 0 || s.FsyncMax > s.FsyncTotal || sum(s.FsyncHistogram[:]) != s.Fsyncs {
+		t.Fatalf("fsync latency stats inconsistent: %+v", s)
+	}
+	crashed.Close()
+	crashed = mustOpen(t, copyDir(t, dir), testOptions())
+	checkHardState(t, crashed, hardState(2, 0, 3))
+	checkLog(t, crashed, 0, 0, append(ents(1, 3, 1), ents(4, 4, 2)...))
+
+	// Close writes a deferred commit index.
+	if err := l.Save(nil, hardState(2, 0, 4), false); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = mustOpen(t, dir, testOptions())
+	checkHardState(t, l, hardState(2, 0, 4))
+}
+
+func sum(xs []uint64) uint64 {
+	var n uint64
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// TestOpenVerifiesCommitIndex: a hard state whose commit index is beyond
+// the last entry (raft would panic on it later) is reported at Open.
+func TestOpenVerifiesCommitIndex(t *testing.T) {
+	dir := t.TempDir()
+	h := segHeader{salt: 5, seq: 1, firstBatch: 1}
+	b := h.encode()
+	b = appendCommitRecord(b, h.salt, 1, 0) // head batch
+	b = appendEntryRecord(b, h.salt, ent(1, 1))
+	b = appendStateRecord(b, h.salt, hardState(1, 1, 2))
+	b = appendCommitRecord(b, h.salt, 2, 2)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, testOptions())
+	wantErr(t, "Open with commit 2 and last index 1", err, ErrCorrupt)
+
+	// The same log with commit 1 opens.
+	b = h.encode()
+	b = appendCommitRecord(b, h.salt, 1, 0)
+	b = appendEntryRecord(b, h.salt, ent(1, 1))
+	b = appendStateRecord(b, h.salt, hardState(1, 1, 1))
+	b = appendCommitRecord(b, h.salt, 2, 2)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := mustOpen(t, dir, testOptions())
+	checkLog(t, l, 0, 0, ents(1, 1, 1))
+	checkHardState(t, l, hardState(1, 1, 1))
+}
+
+// TestOpenRejectsBatchSequenceGap: a batch whose sequence number does not
+// follow the previous one is corruption, even with valid checksums.
+func TestOpenRejectsBatchSequenceGap(t *testing.T) {
+	dir := t.TempDir()
+	h := segHeader{salt: 5, seq: 1, firstBatch: 1}
+	b := h.encode()
+	b = appendCommitRecord(b, h.salt, 1, 0)
+	b = appendEntryRecord(b, h.salt, ent(1, 1))
+	b = appendCommitRecord(b, h.salt, 3, 1) // batch 2 is missing
+	b = appendEntryRecord(b, h.salt, ent(2, 1))
+	b = appendCommitRecord(b, h.salt, 4, 1)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, testOptions())
+	wantErr(t, "Open with a batch sequence gap", err, ErrCorrupt)
 }
