@@ -718,8 +718,11 @@ func (n *Node) handleReady() error {
 	if leader {
 		// The leader may replicate before its own write completes: its
 		// own acknowledgement is only counted on Advance (Raft thesis
-		// 10.2.1).
+		// 10.2.1). For the same reason every entry it sees committed was
+		// persisted by an earlier Ready, so applying starts now, while
+		// this Ready's entries are being written.
 		n.send(rd.Messages)
+		n.dispatchCommitted(rd)
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		if err := n.logs.SetSnapshot(rd.Snapshot.GetMetadata()); err != nil {
@@ -737,13 +740,23 @@ func (n *Node) handleReady() error {
 			n.stats.observeSync(time.Since(start), len(rd.Entries))
 		}
 	}
-	confs := n.applyConfChanges(rd.CommittedEntries)
 	if !leader {
-		// Followers and candidates send only after persisting (their
-		// acknowledgements and votes promise durability) and after
-		// applying committed membership changes.
+		// Followers and candidates apply committed membership changes and
+		// then send, only after persisting: their acknowledgements and
+		// votes promise durability, and raft may hand them committed
+		// entries from this very Ready.
+		n.dispatchCommitted(rd)
 		n.send(rd.Messages)
 	}
+	n.rn.Advance(rd)
+	return nil
+}
+
+// dispatchCommitted applies committed membership changes to raft, resolves
+// read states and queues committed entries (and any snapshot) for the apply
+// loop.
+func (n *Node) dispatchCommitted(rd raft.Ready) {
+	confs := n.applyConfChanges(rd.CommittedEntries)
 	n.resolveReads(rd.ReadStates)
 	if !raft.IsEmptySnap(rd.Snapshot) || len(rd.CommittedEntries) > 0 {
 		item := applyItem{ents: rd.CommittedEntries, confs: confs}
@@ -755,8 +768,6 @@ func (n *Node) handleReady() error {
 		n.applyMu.Unlock()
 		wake(n.applyC)
 	}
-	n.rn.Advance(rd)
-	return nil
 }
 
 func (n *Node) softStateChanged(ss *raft.SoftState) {

@@ -50,6 +50,7 @@ func main() {
 	warm := flag.Duration("warmup", 300*time.Millisecond, "unmeasured warm-up per configuration")
 	clientList := flag.String("clients", "1,16,64,256", "proposer counts")
 	base := flag.String("dir", "", "directory for data (default: a temporary directory)")
+	snapEntries := flag.Uint64("snapshot-entries", 0, "distkit Config.SnapshotEntries (0: library default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the distkit runs to this file")
 	flag.Parse()
 	var clients []int
@@ -68,7 +69,7 @@ func main() {
 
 	fs := measureFsync(filepath.Join(dir, "fsync"), time.Second)
 
-	ours, err := startOurs(filepath.Join(dir, "distkit"))
+	ours, err := startOurs(filepath.Join(dir, "distkit"), *snapEntries)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -222,7 +223,7 @@ type oursCluster struct {
 	nodes []*consensus.Node
 }
 
-func startOurs(dir string) (*oursCluster, error) {
+func startOurs(dir string, snapEntries uint64) (*oursCluster, error) {
 	var trs []*tcpTransport
 	var members []consensus.Member
 	for id := uint64(1); id <= 3; id++ {
@@ -236,10 +237,11 @@ func startOurs(dir string) (*oursCluster, error) {
 	c := &oursCluster{}
 	for i, tr := range trs {
 		n, err := consensus.Start(consensus.Config{
-			ID:        uint64(i + 1),
-			Dir:       filepath.Join(dir, fmt.Sprint(i+1)),
-			Bootstrap: members,
-			Transport: tr,
+			ID:              uint64(i + 1),
+			Dir:             filepath.Join(dir, fmt.Sprint(i+1)),
+			Bootstrap:       members,
+			Transport:       tr,
+			SnapshotEntries: snapEntries,
 		}, &nopSM{})
 		if err != nil {
 			return nil, err
