@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/tcp"
 )
 
 // Defaults of the no-flags mode.
@@ -153,25 +153,16 @@ func loadTLS(o *options) (*tls.Config, error) {
 	if o.tlsCA == "" || o.tlsCert == "" || o.tlsKey == "" {
 		return nil, errors.New("mutual TLS needs all of -tls-ca, -tls-cert and -tls-key")
 	}
-	caPEM, err := os.ReadFile(o.tlsCA)
+	// The pair is re-read when the files change (certificate rotation).
+	cfg, err := tcp.LoadTLSConfig(o.tlsCA, o.tlsCert, o.tlsKey)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("no certificate in %s", o.tlsCA)
-	}
-	cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
-	}, nil
+	// The HTTP server asks for and checks client certificates too.
+	cfg.ClientCAs = cfg.RootCAs
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.MinVersion = tls.VersionTLS12
+	return cfg, nil
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -396,7 +387,7 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 // join asks a running member to add this one, retrying until ctx ends.
 // It first learns the members' raft addresses from GET /status so this
 // member can answer the leader before it has applied any membership.
-func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *tls.Config, trans *tcpTransport) error {
+func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *tls.Config, trans *tcp.Transport) error {
 	body, _ := json.Marshal(joinRequest{ID: id, Raft: raftAddr})
 	client := &http.Client{Timeout: 45 * time.Second}
 	if tlsCfg != nil {
@@ -447,7 +438,7 @@ func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *t
 
 // learnPeers tells trans the raft addresses of the members listed by
 // url's GET /status.
-func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcpTransport) error {
+func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcp.Transport) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/status", nil)
 	if err != nil {
 		return err

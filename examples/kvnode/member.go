@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/tcp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
 )
@@ -58,7 +59,7 @@ type member struct {
 	cfg     memberConfig
 	node    *consensus.Node
 	store   *store
-	trans   *tcpTransport
+	trans   *tcp.Transport
 	redis   *redcon.Server
 	http    *http.Server
 	metrics *metrics
@@ -83,7 +84,21 @@ func startMember(cfg memberConfig) (*member, error) {
 		stop:  make(chan struct{}),
 	}
 	m.metrics = newMetrics(m)
-	m.trans = newTCPTransport(cfg.ID, cfg.RaftLn, cfg.TLS, m.log)
+	maxEntry := max(consensus.DefaultMaxEntryBytes, 2*cfg.Limits.MaxRequest)
+	trans, err := tcp.New(tcp.Config{
+		ID:            cfg.ID,
+		Listener:      cfg.RaftLn,
+		AdvertiseAddr: cfg.RaftAddr,
+		TLS:           cfg.TLS,
+		// One message carries up to MaxMsgBytes of entries plus one entry.
+		MaxFrameBytes: max(tcp.DefaultMaxFrameBytes, 2*maxEntry+64<<10),
+		Logger:        m.log,
+	})
+	if err != nil {
+		cfg.RaftLn.Close()
+		return nil, err
+	}
+	m.trans = trans
 	node, err := consensus.Start(consensus.Config{
 		ID:           cfg.ID,
 		Dir:          filepath.Join(cfg.Dir, "raft"),
@@ -91,8 +106,8 @@ func startMember(cfg memberConfig) (*member, error) {
 		Transport:    m.trans,
 		TickInterval: cfg.TickInterval,
 		// A value may be up to MaxValue; MSET carries several.
-		MaxEntryBytes: max(consensus.DefaultMaxEntryBytes, 2*cfg.Limits.MaxRequest),
-		MaxMsgBytes:   uint64(max(consensus.DefaultMaxEntryBytes, 2*cfg.Limits.MaxRequest)),
+		MaxEntryBytes: maxEntry,
+		MaxMsgBytes:   uint64(maxEntry),
 		Logger:        m.log,
 	}, m.store)
 	if err != nil {
