@@ -53,6 +53,7 @@ type options struct {
 	tlsCert string
 	tlsKey  string
 	ports   int
+	snapN   uint64
 	verbose bool
 	limits  limits
 }
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.limits.MaxRequest, "max-request", defaultMaxRequest, "largest Redis command in bytes")
 	fs.DurationVar(&o.limits.Timeout, "timeout", defaultTimeout, "request timeout")
 	fs.BoolVar(&o.limits.StaleReads, "stale-reads", false, "serve GET/MGET/EXISTS from this member's state without a read barrier (not linearizable)")
+	fs.Uint64Var(&o.snapN, "snapshot-entries", consensus.DefaultSnapshotEntries, "take a snapshot (and compact the log) every this many applied entries")
 	fs.BoolVar(&o.verbose, "v", false, "log raft events to stderr")
 	fs.BoolVar(&o.limits.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP address")
 	// -ports is for tests: 0 puts the demo cluster on free ports.
@@ -321,7 +323,7 @@ func startDemo(o *options, tlsCfg *tls.Config, logger *slog.Logger) ([]*member, 
 		m, err := startMember(memberConfig{
 			ID: uint64(i + 1), Dir: fmt.Sprintf("%s/%d", dir, i+1), Bootstrap: boot,
 			RaftLn: s.raft, RaftAddr: s.raft.Addr().String(), RedisLn: s.redis, HTTPLn: s.http,
-			TLS: tlsCfg, Limits: o.limits, Logger: logger,
+			TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
 		})
 		if err != nil {
 			for _, m := range members {
@@ -367,7 +369,7 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 	m, err := startMember(memberConfig{
 		ID: o.id, Dir: o.data, Bootstrap: boot,
 		RaftLn: lns[0], RaftAddr: raftAddr, RedisLn: lns[1], HTTPLn: lns[2],
-		TLS: tlsCfg, Limits: o.limits, Logger: logger,
+		TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
 	})
 	if err != nil {
 		for _, l := range lns {

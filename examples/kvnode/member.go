@@ -32,8 +32,8 @@ type memberConfig struct {
 	Limits    limits
 	Logger    *slog.Logger
 
-	// tick settings (zero: the consensus defaults)
-	TickInterval time.Duration
+	// SnapshotEntries: zero means the consensus default.
+	SnapshotEntries uint64
 }
 
 // limits bound what clients can make a member do.
@@ -100,11 +100,11 @@ func startMember(cfg memberConfig) (*member, error) {
 	}
 	m.trans = trans
 	node, err := consensus.Start(consensus.Config{
-		ID:           cfg.ID,
-		Dir:          filepath.Join(cfg.Dir, "raft"),
-		Bootstrap:    cfg.Bootstrap,
-		Transport:    m.trans,
-		TickInterval: cfg.TickInterval,
+		ID:              cfg.ID,
+		Dir:             filepath.Join(cfg.Dir, "raft"),
+		Bootstrap:       cfg.Bootstrap,
+		Transport:       m.trans,
+		SnapshotEntries: cfg.SnapshotEntries,
 		// A value may be up to MaxValue; MSET carries several.
 		MaxEntryBytes: maxEntry,
 		MaxMsgBytes:   uint64(maxEntry),
