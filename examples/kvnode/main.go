@@ -1,12 +1,3 @@
-// Command kvnode is a replicated, linearizable key-value server built on
-// distkit's consensus package. It speaks the Redis protocol (RESP) and
-// HTTP. See README.md for a tour.
-//
-//	kvnode                      # a 3-member cluster in one process on 127.0.0.1
-//	kvnode -id 1 -peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
-//	       -redis 127.0.0.1:6381 -http 127.0.0.1:8081 -data ./data/1
-//	kvnode -id 4 -join http://127.0.0.1:8081 -raft 127.0.0.1:7004 \
-//	       -redis 127.0.0.1:6384 -http 127.0.0.1:8084 -data ./data/4
 package main
 
 import (
