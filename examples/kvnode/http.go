@@ -50,9 +50,9 @@ func (m *member) httpHandler() http.Handler {
 	mux.HandleFunc("DELETE /members/{id}", m.handleRemove)
 	mux.HandleFunc("POST /transfer-leader", m.handleTransfer)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /kv/{key}", m.handleGet)
-	mux.HandleFunc("PUT /kv/{key}", m.handlePut)
-	mux.HandleFunc("DELETE /kv/{key}", m.handleDelete)
+	mux.HandleFunc("GET /kv/{key...}", m.handleGet)
+	mux.HandleFunc("PUT /kv/{key...}", m.handlePut)
+	mux.HandleFunc("DELETE /kv/{key...}", m.handleDelete)
 	if m.cfg.Limits.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -46,6 +46,9 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 	if st == nil {
 		st = &connState{}
 	}
+	if len(cmd.Args) == 0 {
+		return
+	}
 	name := strings.ToLower(string(cmd.Args[0]))
 	m.metrics.commands.WithLabelValues(metricName(name)).Inc()
 	reply := m.execute(st, name, cmd.Args, "")
