@@ -399,6 +399,14 @@ func (m *member) info() []byte {
 	m.store.mu.RLock()
 	keys := len(m.store.data)
 	m.store.mu.RUnlock()
+	st := s.Stats
+	var avgSync time.Duration
+	if st.Syncs > 0 {
+		avgSync = st.SyncTotal / time.Duration(st.Syncs)
+	}
+	fmt.Fprintf(&b, "\r\n# Raft\r\nproposals:%d\r\nproposal_batches:%d\r\napplied:%d\r\nsyncs:%d\r\nsynced_entries:%d\r\nsync_avg_us:%d\r\nsync_max_us:%d\r\nreads:%d\r\nread_rounds:%d\r\nleader_changes:%d\r\nsnapshots_taken:%d\r\n",
+		st.Proposals, st.ProposalBatches, st.Applied, st.Syncs, st.SyncedEntries, avgSync.Microseconds(), st.SyncMax.Microseconds(),
+		st.Reads, st.ReadRounds, st.LeaderChanges, st.SnapshotsTaken)
 	fmt.Fprintf(&b, "\r\n# Keyspace\r\nkeys:%d\r\n", keys)
 	return []byte(b.String())
 }
