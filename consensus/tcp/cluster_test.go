@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ type tlsCluster struct {
 	kvs    map[uint64]*consensustest.KV
 	trs    map[uint64]*Transport
 	stores map[uint64]*consensus.MemoryStore
+	addrs  map[uint64]string
 }
 
 func newTLSCluster(t *testing.T, size int) *tlsCluster {
@@ -30,6 +32,7 @@ func newTLSCluster(t *testing.T, size int) *tlsCluster {
 		t: t, ca: newCA(t, "cluster CA"),
 		nodes: map[uint64]*consensus.Node{}, kvs: map[uint64]*consensustest.KV{},
 		trs: map[uint64]*Transport{}, stores: map[uint64]*consensus.MemoryStore{},
+		addrs: map[uint64]string{},
 	}
 	lns := map[uint64]net.Listener{}
 	for id := uint64(1); id <= uint64(size); id++ {
@@ -39,6 +42,7 @@ func newTLSCluster(t *testing.T, size int) *tlsCluster {
 		}
 		lns[id] = ln
 		c.boot = append(c.boot, consensus.Member{ID: id, Addr: ln.Addr().String()})
+		c.addrs[id] = ln.Addr().String()
 		c.stores[id] = consensus.NewMemoryStore()
 	}
 	t.Cleanup(func() {
@@ -57,7 +61,7 @@ func (c *tlsCluster) start(id uint64, ln net.Listener) {
 	c.t.Helper()
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", c.boot[id-1].Addr); err != nil {
+		if ln, err = net.Listen("tcp", c.addrs[id]); err != nil {
 			c.t.Fatal(err)
 		}
 	}
@@ -75,11 +79,15 @@ func (c *tlsCluster) start(id uint64, ln net.Listener) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	var bootstrap []consensus.Member
+	if int(id) <= len(c.boot) {
+		bootstrap = c.boot
+	}
 	kv := consensustest.NewKV()
 	n, err := consensus.Start(consensus.Config{
 		ID:              id,
 		Memory:          c.stores[id],
-		Bootstrap:       c.boot,
+		Bootstrap:       bootstrap,
 		Transport:       tr,
 		TickInterval:    20 * time.Millisecond,
 		SnapshotEntries: 40,
@@ -93,6 +101,21 @@ func (c *tlsCluster) start(id uint64, ln net.Listener) {
 	c.mu.Lock()
 	c.nodes[id], c.kvs[id], c.trs[id] = n, kv, tr
 	c.mu.Unlock()
+}
+
+// join starts member id with empty state: it waits to be added.
+func (c *tlsCluster) join(id uint64) string {
+	c.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.addrs[id] = ln.Addr().String()
+	c.stores[id] = consensus.NewMemoryStore()
+	c.mu.Unlock()
+	c.start(id, ln)
+	return ln.Addr().String()
 }
 
 func (c *tlsCluster) stop(id uint64) {
@@ -111,14 +134,18 @@ func (c *tlsCluster) node(id uint64) *consensus.Node {
 	return c.nodes[id]
 }
 
-// waitLeader waits until every running member knows the same leader.
-func (c *tlsCluster) waitLeader() {
+// waitLeader waits until the members in ids (every running member if
+// none) know the same leader.
+func (c *tlsCluster) waitLeader(ids ...uint64) {
 	c.t.Helper()
 	waitFor(c.t, "a leader", nil, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		var lead uint64
-		for _, n := range c.nodes {
+		for id, n := range c.nodes {
+			if len(ids) > 0 && !slices.Contains(ids, id) {
+				continue
+			}
 			l, ok := n.Leader()
 			if !ok || (lead != 0 && l != lead) {
 				return false
@@ -202,4 +229,58 @@ func TestClusterOverMutualTLS(t *testing.T) {
 	if _, err := c.propose(ctx, 3, consensustest.PutCommand("after", "restart")); err != nil {
 		t.Fatalf("propose via restarted member: %v", err)
 	}
+}
+
+// A new member that knows nobody joins over mTLS: the leader dials it, it
+// learns the leader's address from the handshake, catches up and serves;
+// once removed, its traffic is refused.
+func TestClusterJoinAndRemoveOverMutualTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := newTLSCluster(t, 3)
+	c.waitLeader()
+	for i := range 50 {
+		if _, err := c.propose(ctx, 1, consensustest.PutCommand(fmt.Sprint("k", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := c.join(4)
+	for { // AddVoter runs on the leader
+		c.waitLeader(1, 2, 3)
+		lead, _ := c.node(1).Leader()
+		err := c.node(lead).AddVoter(ctx, 4, addr)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, consensus.ErrNotLeader) {
+			t.Fatalf("AddVoter(4): %v", err)
+		}
+	}
+	if _, err := c.propose(ctx, 4, consensustest.PutCommand("via", "4")); err != nil {
+		t.Fatalf("propose via the new member: %v", err)
+	}
+	if err := c.node(4).ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.kvs[4].Get("k49"); got != "v" {
+		t.Fatalf("new member reads k49 = %q", got)
+	}
+	if err := c.node(1).RemoveMember(ctx, 4); err != nil {
+		t.Fatalf("RemoveMember(4): %v", err)
+	}
+	// Every remaining member forgets 4 and refuses it.
+	waitFor(t, "member 4 forgotten", nil, func() bool {
+		for id := uint64(1); id <= 3; id++ {
+			if _, ok := c.trs[id].Stats().Peers[4]; ok {
+				return false
+			}
+		}
+		return true
+	})
+	refused := c.trs[1].Stats().Refused
+	c.trs[4].AddPeer(1, c.addrs[1])
+	waitFor(t, "refusal of the removed member", nil, func() bool {
+		c.trs[4].Send([]consensus.Message{{From: 4, To: 1, Kind: consensus.KindOther, Payload: []byte("x")}})
+		return c.trs[1].Stats().Refused > refused
+	})
 }

@@ -1,7 +1,14 @@
 // Package tcp carries the messages of a [consensus] group over TCP, with
 // optional mutual TLS. A [Transport] plugs into consensus.Config.Transport:
 //
-//	tr, err := tcp.New(tcp.Config{ID: 1, ListenAddr: "10.0.0.1:7001", TLS: tlsConfig})
+//	tlsConfig, err := tcp.LoadTLSConfig("ca.crt", "member1.crt", "member1.key")
+//	if err != nil { ... }
+//	tr, err := tcp.New(tcp.Config{
+//		ID:           1,
+//		ListenAddr:   "10.0.0.1:7001",
+//		TLS:          tlsConfig,                   // nil: plain TCP
+//		PeerIdentity: tcp.MemberIDFromCertificate, // certificates name their member
+//	})
 //	if err != nil { ... }
 //	node, err := consensus.Start(consensus.Config{
 //		ID:        1,
@@ -49,8 +56,10 @@
 // not match the sender. Then come length-prefixed frames whose type byte
 // also carries the protocol version. A frame larger than
 // Config.MaxFrameBytes, a malformed frame or garbage closes that connection
-// with a log line; the transport keeps serving everyone else. Decoders
-// never allocate more than one frame's bound.
+// with a log line; the transport keeps serving everyone else. Whatever a
+// peer sends, a connection buffers at most about twice the larger of
+// Config.MaxFrameBytes and 1 MiB, and at most Config.MaxConns inbound
+// connections are open at once.
 //
 // A member that was never told about a peer (a new member catching up) can
 // still answer it: the peer's handshake advertises its address

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"time"
 
 	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/consensustest"
 	"github.com/distkit/distkit/consensus/tcp"
 )
 
@@ -86,4 +88,47 @@ func ExampleMemberIDFromCertificate() {
 	// distkit://member/3
 	// 3 <nil>
 	// true
+}
+
+// A three-member group on loopback, each member with its own TCP
+// transport (add TLS and PeerIdentity to the Config for mutual TLS).
+func Example_cluster() {
+	// Listen first so every member knows every address up front.
+	var trs []*tcp.Transport
+	var boot []consensus.Member
+	for id := uint64(1); id <= 3; id++ {
+		tr, err := tcp.New(tcp.Config{ID: id, ListenAddr: "127.0.0.1:0"})
+		if err != nil {
+			panic(err)
+		}
+		trs = append(trs, tr)
+		boot = append(boot, consensus.Member{ID: id, Addr: tr.Addr().String()})
+	}
+	var nodes []*consensus.Node
+	for i, tr := range trs {
+		n, err := consensus.Start(consensus.Config{
+			ID:           uint64(i + 1),
+			Memory:       consensus.NewMemoryStore(), // Dir: "..." for durable storage
+			Bootstrap:    boot,
+			Transport:    tr, // the node starts and closes it
+			TickInterval: 10 * time.Millisecond,
+		}, consensustest.NewKV())
+		if err != nil {
+			panic(err)
+		}
+		defer n.Close()
+		nodes = append(nodes, n)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Any member accepts proposals; during the first election they wait
+	// for a leader.
+	res, err := nodes[2].Propose(ctx, consensustest.PutCommand("greeting", "hello over TCP"))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s\n", res)
+	// Output:
+	// hello over TCP
 }

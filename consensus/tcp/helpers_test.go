@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -100,8 +101,16 @@ func waitFor(t testing.TB, what string, wake <-chan struct{}, cond func() bool) 
 	}
 }
 
+// testLogger logs errors to the test's output; TCP_TEST_LOG=debug (or
+// info, warn) shows more.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
+	level := slog.LevelError
+	if v := os.Getenv("TCP_TEST_LOG"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			t.Fatalf("TCP_TEST_LOG: %v", err)
+		}
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: level}))
 }
 
 // newTransport starts a transport for id on 127.0.0.1:0 with fast

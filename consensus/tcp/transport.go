@@ -34,6 +34,7 @@ type Transport struct {
 	flushEach bool // benchmarks only: one write per message
 
 	started atomic.Bool
+	stopped atomic.Bool       // Close has begun: Send does nothing
 	h       consensus.Handler // set once by Start, before started
 
 	mu      sync.Mutex
@@ -123,8 +124,9 @@ func (t *Transport) Start(h consensus.Handler) error {
 
 // AddPeer records how to reach member id and starts connecting to it. A new
 // address for a known member closes the current stream and dials the new
-// one. An empty addr keeps the member known but unreachable until an
-// address is known (one it advertised in a handshake is used).
+// one. An empty addr means "no address information": a known member keeps
+// its address, a new one is dialed at the address it advertised in a
+// handshake, if any, and stays unreachable until one is known.
 func (t *Transport) AddPeer(id uint64, addr string) {
 	if id == 0 || id == t.cfg.ID {
 		return
@@ -139,7 +141,9 @@ func (t *Transport) AddPeer(id uint64, addr string) {
 		addr = t.learned[id]
 	}
 	if p := t.peers[id]; p != nil {
-		p.setAddr(addr)
+		if addr != "" {
+			p.setAddr(addr)
+		}
 		return
 	}
 	t.addPeerLocked(id, addr)
@@ -198,7 +202,7 @@ func (t *Transport) RemovePeer(id uint64) {
 // member, are addressed to it, or are snapshots (see SendSnapshot) are
 // dropped.
 func (t *Transport) Send(msgs []consensus.Message) {
-	if !t.started.Load() {
+	if !t.started.Load() || t.stopped.Load() {
 		return
 	}
 	var unreachable []uint64
@@ -262,6 +266,7 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
+	t.stopped.Store(true)
 	peers := t.peers
 	t.peers = map[uint64]*peer{}
 	conns := make([]net.Conn, 0, len(t.conns))

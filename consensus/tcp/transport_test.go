@@ -381,7 +381,7 @@ func TestLearnsAdvertisedAddress(t *testing.T) {
 }
 
 func TestCloseIdempotentAndRefusesWork(t *testing.T) {
-	a, _ := newTransport(t, 1, nil)
+	a, recA := newTransport(t, 1, nil)
 	b, _ := newTransport(t, 2, nil)
 	a.AddPeer(2, b.Addr().String())
 	waitConnected(t, a, 2)
@@ -390,7 +390,10 @@ func TestCloseIdempotentAndRefusesWork(t *testing.T) {
 			t.Fatalf("Close: %v", err)
 		}
 	}
-	a.Send([]consensus.Message{msg(1, 2, 0)}) // no panic, no goroutine
+	a.Send([]consensus.Message{msg(1, 2, 0), msg(1, 9, 0)}) // no panic, no goroutine, no handler call
+	if n := recA.unreachableCount(2) + recA.unreachableCount(9); n != 0 {
+		t.Fatalf("Unreachable called %d times after Close", n)
+	}
 	a.AddPeer(3, "127.0.0.1:1")
 	if err := a.Start(newRecorder()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Start after Close: %v", err)
@@ -431,4 +434,40 @@ func TestEmptyAddressFilledByHandshake(t *testing.T) {
 		i++
 		return len(recB.received()) > 0
 	})
+}
+
+// AddPeer with an empty address (the node knows no better) keeps the
+// address a member already has.
+func TestAddPeerEmptyKeepsAddress(t *testing.T) {
+	a, _ := newTransport(t, 1, nil)
+	b, recB := newTransport(t, 2, nil)
+	a.AddPeer(2, b.Addr().String())
+	waitConnected(t, a, 2)
+	a.AddPeer(2, "")
+	if st := a.Stats().Peers[2]; st.Addr != b.Addr().String() || st.Reconnects != 0 {
+		t.Fatalf("empty AddPeer changed the peer: %+v", st)
+	}
+	a.Send([]consensus.Message{msg(1, 2, 0)})
+	recB.waitFor(t, "delivery", func() bool { return len(recB.received()) == 1 })
+}
+
+// A peer that stops reading is disconnected after IOTimeout instead of
+// holding the stream (and its queue) forever.
+func TestStalledPeerDisconnected(t *testing.T) {
+	addr, accepted := stallingPeer(t, nil)
+	a, recA := newTransport(t, 1, func(c *Config) {
+		c.IOTimeout = 100 * time.Millisecond
+		c.DialTimeout = 100 * time.Millisecond
+	})
+	a.AddPeer(2, addr)
+	<-accepted
+	waitConnected(t, a, 2)
+	payload := make([]byte, 64<<10)
+	waitFor(t, "the stalled stream to be dropped", nil, func() bool {
+		a.Send([]consensus.Message{{From: 1, To: 2, Kind: consensus.KindAppend, Payload: payload}})
+		return !a.Stats().Peers[2].Connected
+	})
+	if recA.unreachableCount(2) == 0 {
+		t.Fatalf("stalled peer not reported unreachable")
+	}
 }
