@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -76,5 +78,108 @@ func TestIdempotentWritesAcrossFailover(t *testing.T) {
 			t.Fatalf("new key on member %d: %d, %v", id, n, err)
 		}
 		pc.Close()
+	}
+}
+
+// TestInfoMetricsStaleReadsAndShutdown covers INFO's role line, the
+// HTTP key-value and metrics endpoints, READONLY, the connection limit
+// and a graceful SIGTERM.
+func TestInfoMetricsStaleReadsAndShutdown(t *testing.T) {
+	c := newCluster(t, 3, "-max-conns", "8")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l := c.leader()
+	for _, id := range c.memberIDs() {
+		p := c.procOf(id)
+		pc := p.client()
+		info, err := pc.Info(ctx).Result()
+		pc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRole := "role:follower"
+		if p == l {
+			wantRole = "role:leader"
+		}
+		if !strings.Contains(info, wantRole+"\r\n") || !strings.Contains(info, fmt.Sprintf("leader_id:%d\r\n", l.id)) {
+			t.Fatalf("INFO of member %d lacks %s / leader_id:%d:\n%s", id, wantRole, l.id, info)
+		}
+	}
+	var f *proc
+	for _, id := range c.memberIDs() {
+		if p := c.procOf(id); p != l {
+			f = p
+			break
+		}
+	}
+	if code, body, err := f.httpDo("PUT", "/kv/a/b", []byte("v1")); err != nil || code != 200 {
+		t.Fatalf("PUT: %d %s %v", code, body, err)
+	}
+	if code, body, err := l.httpDo("GET", "/kv/a/b", nil); err != nil || code != 200 || string(body) != "v1" {
+		t.Fatalf("GET: %d %q %v", code, body, err)
+	}
+	if code, _, _ := l.httpDo("GET", "/kv/missing", nil); code != 404 {
+		t.Fatalf("GET of a missing key: %d", code)
+	}
+	code, body, err := f.httpDo("GET", "/metrics", nil)
+	if err != nil || code != 200 || !strings.Contains(string(body), `kvnode_commands_total{command="info"}`) ||
+		!strings.Contains(string(body), "kvnode_raft_applied_index") {
+		t.Fatalf("metrics: %d %v\n%s", code, err, body)
+	}
+
+	// READONLY: the follower answers from its own state.
+	fc := f.client()
+	conn := fc.Conn()
+	if err := conn.ReadOnly(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := conn.Get(ctx, "a/b").Result()
+		if err == nil && v == "v1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stale read never caught up: %q %v", v, err)
+		}
+	}
+	conn.Close()
+	fc.Close()
+
+	// The connection limit: beyond -max-conns, an error and a close.
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	refused := false
+	for range 12 {
+		cn, err := net.Dial("tcp", f.redis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, cn)
+		cn.Write([]byte("PING\r\n"))
+		cn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 64)
+		n, _ := cn.Read(buf)
+		if strings.HasPrefix(string(buf[:n]), "-ERR max number of clients") {
+			refused = true
+			break
+		}
+		if string(buf[:n]) != "+PONG\r\n" {
+			t.Fatalf("PING on connection %d: %q", len(open), buf[:n])
+		}
+	}
+	if !refused {
+		t.Fatal("no connection refused beyond -max-conns 8")
+	}
+
+	// SIGTERM stops every member gracefully.
+	for _, id := range c.memberIDs() {
+		if err := c.procOf(id).signal(syscall.SIGTERM); err != nil {
+			t.Fatalf("member %d after SIGTERM: %v", id, err)
+		}
 	}
 }
