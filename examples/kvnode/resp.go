@@ -343,17 +343,19 @@ func (m *member) write(cmd []byte, reqID string) []byte {
 
 func proposeError(err error) []byte {
 	switch {
-	case errors.Is(err, consensus.ErrStopped):
-		return errReply("ERR member is shutting down")
 	case errors.Is(err, consensus.ErrUnknownOutcome):
 		return errReply("UNCERTAIN the write may or may not have been applied; retry it as IDEMPOTENT <key> ... to apply it once")
+	case errors.Is(err, consensus.ErrStopped):
+		return errReply("ERR member is shutting down; the write was not acknowledged")
 	case errors.Is(err, consensus.ErrTooLarge):
 		return errReply("ERR command too large")
 	case errors.Is(err, consensus.ErrRemoved):
 		return errReply("ERR this member was removed from the cluster")
-	default:
+	case errors.Is(err, consensus.ErrDropped), errors.Is(err, consensus.ErrBusy):
 		return errReply("TRYAGAIN the write was not applied (no leader or overloaded within the timeout); retry")
 	}
+	// Anything else: do not claim the write was not applied.
+	return errReply("UNCERTAIN %s; the write may or may not have been applied", strings.ReplaceAll(err.Error(), "\r\n", " "))
 }
 
 // read runs f on the state after a linearizable read barrier (ReadIndex,
