@@ -121,7 +121,7 @@ func startMember(cfg memberConfig) (*member, error) {
 		Handler:           m.httpHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      cfg.Limits.Timeout + 5*time.Second,
+		WriteTimeout:      max(cfg.Limits.Timeout+5*time.Second, 45*time.Second), // membership changes wait for catch-up
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
@@ -230,6 +230,7 @@ func (m *member) Close() error {
 		defer cancel()
 		m.http.Shutdown(ctx)
 		m.redis.Close()
+		m.cfg.RedisLn.Close() // in case Serve had not started yet
 		err = m.node.Close()
 		m.trans.Close()
 		m.wg.Wait()
