@@ -7,9 +7,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // rawExchange writes req on a fresh connection to addr and returns what
@@ -105,11 +108,43 @@ func TestBadInput(t *testing.T) {
 		if set.Err() != nil || app.Val() != 2 || get.Val() != "12" || bad.Err() == nil || incr.Val() != 13 {
 			t.Errorf("pipeline: %v %v %v %v %v", set.Err(), app.Val(), get.Val(), bad.Err(), incr.Val())
 		}
+		// Reads in one pipeline share one read barrier.
+		reads := func() int {
+			info, err := cl.Info(ctx).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for line := range strings.SplitSeq(info, "\r\n") {
+				if v, ok := strings.CutPrefix(line, "reads:"); ok {
+					n, _ := strconv.Atoi(v)
+					return n
+				}
+			}
+			t.Fatal("INFO has no reads counter")
+			return 0
+		}
+		before := reads()
+		pipe = cl.Pipeline()
+		var gets []*redis.StringCmd
+		for range 50 {
+			gets = append(gets, pipe.Get(ctx, "p"))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gets {
+			if g.Val() != "13" {
+				t.Fatalf("pipelined GET = %q", g.Val())
+			}
+		}
+		if d := reads() - before; d < 1 || d > 3 {
+			t.Errorf("50 pipelined GETs took %d read barriers, want 1 (a few if the pipeline was split)", d)
+		}
 	})
 	t.Run("garbage on the raft port", func(t *testing.T) {
 		huge := binary.BigEndian.AppendUint32(nil, 0xffffffff)
 		for name, req := range map[string][]byte{
-			"http":       []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+			"http":       []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/8.5\r\n\r\n"),
 			"huge frame": append(huge, make([]byte, 64)...),
 			"zeros":      make([]byte, 4096),
 			"text":       []byte(strings.Repeat("garbage\n", 100)),

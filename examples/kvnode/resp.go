@@ -16,6 +16,7 @@ import (
 // connState is the per-connection mode.
 type connState struct {
 	stale bool // READONLY: reads are served from this member's state
+	fresh bool // a read barrier was passed while serving the current pipeline
 }
 
 // maxRequestIDLen bounds an idempotency key.
@@ -38,30 +39,36 @@ func (m *member) closedRESP(c redcon.Conn, err error) {
 	m.metrics.conns.Dec()
 }
 
-// serveRESP answers one command. redcon calls it in order for each
-// connection and flushes the replies of a pipeline together, so pipelined
-// commands are answered in order.
+// serveRESP answers the commands redcon has read from one connection:
+// cmd and the rest of its pipeline, in order; redcon flushes the replies
+// together. Linearizable reads in one pipeline share a read barrier: every
+// command of the pipeline was sent before the barrier started, so state
+// at least as new as the barrier is a valid answer for each of them.
 func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 	st, _ := c.Context().(*connState)
 	if st == nil {
 		st = &connState{}
 	}
-	if len(cmd.Args) == 0 {
-		return
-	}
-	name := strings.ToLower(string(cmd.Args[0]))
-	m.metrics.commands.WithLabelValues(metricName(name)).Inc()
-	reply := m.execute(st, name, cmd.Args, "")
-	if bytes.HasPrefix(reply, []byte("-")) {
-		kind, _, _ := bytes.Cut(reply[1:], []byte(" "))
-		m.metrics.errors.WithLabelValues(metricName(name), string(kind)).Inc()
-	}
-	if name == "quit" {
+	st.fresh = false
+	defer func() { st.fresh = false }()
+	cmds := append([]redcon.Command{cmd}, c.ReadPipeline()...)
+	for _, cmd := range cmds {
+		if len(cmd.Args) == 0 {
+			continue
+		}
+		name := strings.ToLower(string(cmd.Args[0]))
+		m.metrics.commands.WithLabelValues(metricName(name)).Inc()
+		reply := m.execute(st, name, cmd.Args, "")
+		if bytes.HasPrefix(reply, []byte("-")) {
+			kind, _, _ := bytes.Cut(reply[1:], []byte(" "))
+			m.metrics.errors.WithLabelValues(metricName(name), string(kind)).Inc()
+		}
 		c.WriteRaw(reply)
-		c.Close()
-		return
+		if name == "quit" {
+			c.Close()
+			return
+		}
 	}
-	c.WriteRaw(reply)
 }
 
 // metricName keeps metric label values bounded: unknown command names
@@ -361,7 +368,7 @@ func proposeError(err error) []byte {
 // read runs f on the state after a linearizable read barrier (ReadIndex,
 // batched across concurrent readers), or at once in stale mode.
 func (m *member) read(st *connState, f func(*store) []byte) []byte {
-	if !st.stale {
+	if !st.stale && !st.fresh {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)
 		err := m.node.ReadBarrier(ctx)
@@ -373,6 +380,7 @@ func (m *member) read(st *connState, f func(*store) []byte) []byte {
 			}
 			return errReply("TRYAGAIN no linearizable read point within the timeout (no leader?); retry, or READONLY for stale reads")
 		}
+		st.fresh = true
 	}
 	m.store.mu.RLock()
 	defer m.store.mu.RUnlock()
