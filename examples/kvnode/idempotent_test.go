@@ -112,6 +112,35 @@ func TestInfoMetricsStaleReadsAndShutdown(t *testing.T) {
 			break
 		}
 	}
+	// Expiry: TTL counts down against the replicated clock.
+	lc := l.client()
+	if err := lc.Set(ctx, "session", "x", 100*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := lc.Do(ctx, "TTL", "session").Int64(); err != nil || ttl < 98 || ttl > 100 {
+		t.Fatalf("TTL = %d, %v", ttl, err)
+	}
+	if ttl, err := lc.Do(ctx, "TTL", "nothing").Int64(); err != nil || ttl != -2 {
+		t.Fatalf("TTL of a missing key = %d, %v", ttl, err)
+	}
+	if err := lc.Set(ctx, "short", "x", 300*time.Millisecond).Err(); err != nil {
+		t.Fatal(err)
+	}
+	gone := time.Now().Add(10 * time.Second)
+	fc0 := f.client()
+	defer fc0.Close()
+	for {
+		// The leader advances the replicated clock every second.
+		n, err := fc0.Exists(ctx, "short").Result()
+		if err == nil && n == 0 {
+			break
+		}
+		if time.Now().After(gone) {
+			t.Fatalf("key with PX 300 still exists on member %d after 10s: %d %v", f.id, n, err)
+		}
+		time.Sleep(100 * time.Millisecond) // waiting for the other processes' replicated clock
+	}
+	lc.Close()
 	if code, body, err := f.httpDo("PUT", "/kv/a/b", []byte("v1")); err != nil || code != 200 {
 		t.Fatalf("PUT: %d %s %v", code, body, err)
 	}

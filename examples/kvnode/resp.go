@@ -76,7 +76,7 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 func metricName(name string) string {
 	switch name {
 	case "ping", "echo", "get", "set", "del", "exists", "incr", "incrby", "decr", "decrby",
-		"append", "mget", "mset", "info", "idempotent", "readonly", "readwrite", "quit":
+		"append", "mget", "mset", "info", "idempotent", "readonly", "readwrite", "quit", "ttl", "pttl":
 		return name
 	}
 	return "other"
@@ -142,6 +142,24 @@ func (m *member) execute(st *connState, name string, args [][]byte, reqID string
 				}
 			}
 			return b
+		})
+	case "ttl", "pttl":
+		if len(args) != 2 {
+			return wrongArgs(name)
+		}
+		// Time left against the replicated clock, which trails the
+		// members' clocks by up to about a second.
+		return m.read(st, func(s *store) []byte {
+			it, ok := s.get(string(args[1]))
+			switch {
+			case !ok:
+				return appendInt(nil, -2)
+			case it.expireAt == 0:
+				return appendInt(nil, -1)
+			case name == "ttl":
+				return appendInt(nil, (it.expireAt-s.now+500)/1000)
+			}
+			return appendInt(nil, it.expireAt-s.now)
 		})
 	case "exists":
 		if len(args) < 2 {
