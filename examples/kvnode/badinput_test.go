@@ -108,6 +108,28 @@ func TestBadInput(t *testing.T) {
 		if set.Err() != nil || app.Val() != 2 || get.Val() != "12" || bad.Err() == nil || incr.Val() != 13 {
 			t.Errorf("pipeline: %v %v %v %v %v", set.Err(), app.Val(), get.Val(), bad.Err(), incr.Val())
 		}
+		// Writes in one pipeline are replicated together, in order, and
+		// a refused one in the middle gets its own error.
+		pipe = cl.Pipeline()
+		var apps []*redis.IntCmd
+		var big *redis.StatusCmd
+		var incr3 *redis.IntCmd
+		for i := range 20 {
+			apps = append(apps, pipe.Append(ctx, "w", "ab"))
+			if i == 10 {
+				big = pipe.Set(ctx, "w2", strings.Repeat("z", 2048), 0) // over -max-value
+				incr3 = pipe.Incr(ctx, "w3")
+			}
+		}
+		pipe.Exec(ctx)
+		if big.Err() == nil || incr3.Val() != 1 {
+			t.Fatalf("pipelined SET over the limit: %v; INCR after it: %d, %v", big.Err(), incr3.Val(), incr3.Err())
+		}
+		for i, a := range apps {
+			if a.Err() != nil || a.Val() != int64(2*(i+1)) {
+				t.Fatalf("pipelined APPEND %d: %d, %v", i, a.Val(), a.Err())
+			}
+		}
 		// Reads in one pipeline share one read barrier.
 		reads := func() int {
 			info, err := cl.Info(ctx).Result()

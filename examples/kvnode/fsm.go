@@ -37,6 +37,7 @@ const (
 	opMSet   byte = 5 // n (uvarint), key/value pairs
 	opTick   byte = 6 // nothing: advances the clock
 	opMeta   byte = 7 // member id (uvarint), redis address, http address
+	opBatch  byte = 8 // n (uvarint), n commands (each length-prefixed, not batches): a pipeline's writes
 )
 
 // SET flags.
@@ -285,6 +286,40 @@ func (s *store) apply(data []byte) ([]byte, error) {
 			s.sweep()
 		}
 		return replyOK, nil
+	case opBatch:
+		// The writes of one pipeline, applied in order; the result is
+		// their replies, concatenated. The framing is checked before
+		// anything is applied.
+		n := d.uvarint()
+		if n == 0 || n > maxKeys {
+			return nil, errMalformed
+		}
+		subs := make([][]byte, 0, min(n, 1024))
+		for range n {
+			sub := d.bytes()
+			if d.err != nil {
+				return nil, d.err
+			}
+			subs = append(subs, sub)
+		}
+		if err := d.done(); err != nil {
+			return nil, err
+		}
+		var out []byte
+		for _, sub := range subs {
+			var res []byte
+			var err error
+			if len(sub) > 0 && sub[0] == opBatch {
+				err = fmt.Errorf("%w: nested batch", errMalformed)
+			} else {
+				res, err = s.apply(sub)
+			}
+			if err != nil {
+				res = []byte("-ERR " + err.Error() + "\r\n")
+			}
+			out = append(out, res...)
+		}
+		return out, nil
 	case opMeta:
 		id, redis, http := d.uvarint(), d.string(), d.string()
 		if err := d.done(); err != nil {

@@ -101,6 +101,23 @@ func TestStoreApply(t *testing.T) {
 		{"mset", []step{
 			{newCommand(opMSet, 1).uvarint(2).bytes([]byte("a")).bytes([]byte("1")).bytes([]byte("b")).bytes([]byte("2")).b, "+OK\r\n"},
 		}, "b", "2", true},
+		{"batch applies in order and concatenates replies", []step{
+			{newCommand(opBatch, 1).uvarint(3).
+				bytes(setCmd(1, "a", "x", 0, 0)).
+				bytes(newCommand(opAppend, 1).bytes([]byte("a")).bytes([]byte("y")).b).
+				bytes(newCommand(opIncrBy, 1).bytes([]byte("a")).varint(1).b).b,
+				"+OK\r\n:2\r\n" + string(errNotInteger)},
+		}, "a", "xy", true},
+		{"batch: a bad member gets an error reply, the rest apply", []step{
+			{newCommand(opBatch, 1).uvarint(3).
+				bytes([]byte{opBatch}).
+				bytes([]byte{1, 2}).
+				bytes(setCmd(1, "a", "z", 0, 0)).b,
+				"-ERR kvnode: malformed command: nested batch\r\n-ERR kvnode: malformed command\r\n+OK\r\n"},
+		}, "a", "z", true},
+		{"batch with broken framing applies nothing", []step{
+			{newCommand(opBatch, 1).uvarint(2).bytes(setCmd(1, "a", "z", 0, 0)).b, "-ERR kvnode: malformed command\r\n"},
+		}, "a", "", false},
 		{"malformed command is refused, not fatal", []step{
 			{[]byte{opSet, 0, 0}, "-ERR kvnode: malformed command\r\n"},
 			{[]byte{99, 0, 0, 0, 0, 0, 0, 0, 0}, "-ERR kvnode: malformed command: unknown op 99\r\n"},
@@ -238,6 +255,7 @@ func FuzzApply(f *testing.F) {
 	f.Add(newCommand(opMSet, 1).uvarint(1).bytes([]byte("a")).bytes([]byte("1")).b)
 	f.Add(newCommand(opMeta, 1).uvarint(1).bytes([]byte("r")).bytes([]byte("h")).b)
 	f.Add([]byte{opDel, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(newCommand(opBatch, 1).uvarint(2).bytes(setCmd(1, "a", "1", 0, 0)).bytes([]byte{opTick}).b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := newStore()
 		res := applyOne(t, s, data)

@@ -52,12 +52,53 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 	st.fresh = false
 	defer func() { st.fresh = false }()
 	cmds := append([]redcon.Command{cmd}, c.ReadPipeline()...)
+	// Consecutive plain writes of the pipeline are replicated as one
+	// command (one raft entry), applied in order.
+	var batch [][]byte
+	batchBytes := 0
+	flush := func() {
+		switch len(batch) {
+		case 0:
+			return
+		case 1:
+			c.WriteRaw(m.write(batch[0], ""))
+		default:
+			e := newCommand(opBatch, nowMs()).uvarint(uint64(len(batch)))
+			for _, b := range batch {
+				e.bytes(b)
+			}
+			reply, err := m.propose(e.b, "")
+			if err != nil {
+				// The batch as a whole failed: every write gets the error.
+				reply = bytes.Repeat(proposeError(err), len(batch))
+			}
+			c.WriteRaw(reply)
+		}
+		batch, batchBytes = batch[:0], 0
+	}
+	defer flush()
 	for _, cmd := range cmds {
 		if len(cmd.Args) == 0 {
 			continue
 		}
 		name := strings.ToLower(string(cmd.Args[0]))
 		m.metrics.commands.WithLabelValues(metricName(name)).Inc()
+		if isWrite(name) && len(cmds) > 1 {
+			enc, errRep := m.buildWrite(name, cmd.Args)
+			if errRep == nil {
+				if batchBytes+len(enc) > m.cfg.Limits.MaxRequest {
+					flush()
+				}
+				batch = append(batch, enc)
+				batchBytes += len(enc)
+				continue
+			}
+			flush()
+			m.metrics.errors.WithLabelValues(metricName(name), "ERR").Inc()
+			c.WriteRaw(errRep)
+			continue
+		}
+		flush()
 		reply := m.execute(st, name, cmd.Args, "")
 		if bytes.HasPrefix(reply, []byte("-")) {
 			kind, _, _ := bytes.Cut(reply[1:], []byte(" "))
@@ -338,6 +379,16 @@ func (m *member) buildWrite(name string, args [][]byte) ([]byte, []byte) {
 // are retried until the request timeout; a proposal whose outcome is
 // unknown is not, unless it carries an idempotency key.
 func (m *member) write(cmd []byte, reqID string) []byte {
+	res, err := m.propose(cmd, reqID)
+	if err != nil {
+		return proposeError(err)
+	}
+	return res
+}
+
+// propose replicates cmd and returns the state machine's reply, or the
+// error that kept the proposal from completing.
+func (m *member) propose(cmd []byte, reqID string) ([]byte, error) {
 	start := time.Now()
 	defer func() { m.metrics.latency.WithLabelValues("write").Observe(time.Since(start).Seconds()) }()
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)
@@ -350,16 +401,16 @@ func (m *member) write(cmd []byte, reqID string) []byte {
 	for {
 		res, err := m.node.Propose(ctx, cmd, opts...)
 		if err == nil {
-			return res
+			return res, nil
 		}
 		retry := errors.Is(err, consensus.ErrDropped) || errors.Is(err, consensus.ErrBusy) ||
 			(reqID != "" && errors.Is(err, consensus.ErrUnknownOutcome))
 		if !retry || errors.Is(err, consensus.ErrStopped) || ctx.Err() != nil {
-			return proposeError(err)
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
-			return proposeError(err)
+			return nil, err
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
