@@ -163,7 +163,7 @@ func TestStoreDeterministic(t *testing.T) {
 		genCmd := rapid.Custom(func(t *rapid.T) []byte {
 			now := rapid.Int64Range(0, 100).Draw(t, "now")
 			k := []byte(rapid.SampledFrom(keys).Draw(t, "key"))
-			switch rapid.IntRange(0, 5).Draw(t, "op") {
+			switch rapid.IntRange(0, 6).Draw(t, "op") {
 			case 0:
 				exp := rapid.SampledFrom([]int64{0, 0, 50, 120}).Draw(t, "exp")
 				return setCmd(now, string(k), rapid.StringN(0, 4, 4).Draw(t, "v"), uint64(rapid.IntRange(0, 15).Draw(t, "flags")), exp)
@@ -175,6 +175,10 @@ func TestStoreDeterministic(t *testing.T) {
 				return newCommand(opAppend, now).bytes(k).bytes([]byte(rapid.StringN(0, 3, 3).Draw(t, "v"))).b
 			case 4:
 				return newCommand(opTick, now).b
+			case 5:
+				return newCommand(opBatch, now).uvarint(2).
+					bytes(setCmd(now, string(k), "b", 0, rapid.SampledFrom([]int64{0, 60}).Draw(t, "bexp"))).
+					bytes(newCommand(opAppend, now).bytes(k).bytes([]byte("c")).b).b
 			default:
 				return rapid.SliceOfN(rapid.Byte(), 0, 12).Draw(t, "garbage")
 			}
