@@ -240,7 +240,7 @@ func (m *member) execute(st *connState, name string, args [][]byte, reqID string
 	}
 	switch name {
 	case "hello", "client", "config", "select", "command", "auth", "cluster", "monitor", "subscribe", "psubscribe", "multi", "exec", "watch":
-		return errReply("ERR command '%s' is not supported by kvnode", name)
+		return errReply("ERR unknown command '%s' (not supported by kvnode)", name)
 	}
 	return errReply("ERR unknown command '%s'", truncate(name, 64))
 }
