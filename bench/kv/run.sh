@@ -32,7 +32,7 @@ RB_CLIENTS=${RB_CLIENTS:-50}
 SYSTEMS=${SYSTEMS:-"etcd redis-fsync redis-nopersist kvnode"}
 ETCD_TARGET=${ETCD_TARGET:-leader}
 KVNODE_TARGET=${KVNODE_TARGET:-leader}
-OUT=${OUT:-$HERE/BENCHMARKS.md}
+OUT=${OUT:-$HERE/../../BENCHMARKS.md}
 SERVER_LIFETIME=${SERVER_LIFETIME:-30m} # hard limit on every server process
 LOAD_LIMIT=${LOAD_LIMIT:-15m}           # hard limit on every load process
 
