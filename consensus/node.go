@@ -20,10 +20,12 @@ import (
 // Node is one member of a replicated state machine group. All methods are
 // safe for concurrent use.
 //
-// Start starts four goroutines: the raft loop (ticks, messages, persistence),
-// the apply loop (feeds committed commands to the StateMachine), the event
-// loop (Config.OnEvent), and, while one runs, a snapshot writer and one
-// snapshot sender per lagging peer. Close stops them all.
+// Start starts these goroutines: the raft loop (ticks, messages, and in
+// StorageInline mode persistence), the persist loop (StoragePipelined mode:
+// log writes and syncs), the apply loop (feeds committed commands to the
+// StateMachine), the event loop (Config.OnEvent), and, while one runs, a
+// snapshot writer and one snapshot sender per lagging peer. Close stops them
+// all.
 type Node struct {
 	cfg   Config
 	id    uint64
@@ -34,7 +36,13 @@ type Node struct {
 	tr    Transport
 	epoch uint64
 
-	rn *raft.RawNode // raft goroutine only
+	rn   *raft.RawNode // raft goroutine only
+	pipe *pipeline     // StoragePipelined only
+	// persisting counts log writes with entries handed to the persist
+	// goroutine and not yet completed; propHeld notes proposals held back
+	// meanwhile (raft goroutine only).
+	persisting int
+	propHeld   bool
 
 	// proposals
 	propMu     sync.Mutex
@@ -226,6 +234,10 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	if c.ReadMode == ReadLease {
 		rc.ReadOnlyOption = raft.ReadOnlyLeaseBased
 	}
+	if c.StorageMode == StoragePipelined {
+		rc.AsyncStorageWrites = true
+		n.pipe = newPipeline(int(min(4*c.MaxMsgBytes, 1<<30)))
+	}
 	rn, err := newRawNode(rc)
 	if err != nil {
 		return nil, err
@@ -255,6 +267,10 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	go n.runRaft()
 	go n.runApply(ap)
 	go n.runEvents()
+	if n.pipe != nil {
+		n.wg.Add(1)
+		go n.runPersist(cloneHS(hs))
+	}
 	return n, nil
 }
 
@@ -540,6 +556,10 @@ func (n *Node) runRaft() {
 	}()
 	ticker := n.cfg.Clock.NewTimer(n.cfg.TickInterval)
 	defer ticker.Stop()
+	var persisted chan struct{} // nil (never ready) in the inline mode
+	if n.pipe != nil {
+		persisted = n.pipe.outC
+	}
 	for {
 		select {
 		case <-n.stopC:
@@ -554,30 +574,57 @@ func (n *Node) runRaft() {
 			}
 		case msgs := <-n.recvC:
 			n.step(msgs)
-			// Take whatever else has arrived so it lands in one Ready.
-			for more := true; more; {
-				select {
-				case msgs := <-n.recvC:
-					n.step(msgs)
-				default:
-					more = false
-				}
-			}
 		case <-n.propC:
-			n.submitProposals()
+			n.offerProposals()
 		case <-n.readC:
 			n.submitReads()
 		case f := <-n.opC:
 			f()
 		case d := <-n.snapDoneC:
 			n.snapshotTaken(d)
+		case <-persisted:
+			n.persistResults()
 		}
+		n.drainInputs(persisted)
 		if n.rn.HasReady() {
 			if err := n.handleReady(); err != nil {
 				n.fail(err)
 				return
 			}
 		}
+	}
+}
+
+// maxDrain bounds the inputs drainInputs takes before the next Ready.
+const maxDrain = 64
+
+// drainInputs takes the messages, proposals, reads and write completions
+// already waiting, without blocking, so that they land in one Ready: fewer,
+// larger Readies mean fewer messages and log writes per command.
+func (n *Node) drainInputs(persisted chan struct{}) {
+	for range maxDrain {
+		select {
+		case msgs := <-n.recvC:
+			n.step(msgs)
+		case <-n.propC:
+			n.offerProposals()
+		case <-n.readC:
+			n.submitReads()
+		case <-persisted:
+			n.persistResults()
+		default:
+			return
+		}
+	}
+}
+
+// persistResults runs what the persist goroutine handed back.
+func (n *Node) persistResults() {
+	for _, f := range n.pipe.results() {
+		f()
+	}
+	if n.propHeld && n.persisting == 0 {
+		n.offerProposals()
 	}
 }
 
@@ -661,7 +708,6 @@ func (n *Node) submitProposals() {
 func (n *Node) resubmit(all bool) {
 	n.propMu.Lock()
 	var ents []*raftpb.Entry
-	var batch []*proposal
 	for _, p := range n.waiters {
 		if !p.taken || p.cc != nil || p.index != 0 {
 			continue
@@ -671,7 +717,6 @@ func (n *Node) resubmit(all bool) {
 		}
 		p.tick = n.tickCount
 		ents = append(ents, &raftpb.Entry{Data: p.data})
-		batch = append(batch, p)
 	}
 	n.propMu.Unlock()
 	if len(ents) == 0 {
@@ -713,6 +758,10 @@ func (n *Node) handleReady() error {
 		n.stateMu.Unlock()
 	}
 	n.registerEntries(rd.Entries)
+	if n.pipe != nil {
+		n.handleReadyPipelined(rd)
+		return nil
+	}
 
 	leader := n.rn.BasicStatus().RaftState == raft.StateLeader
 	if leader {
@@ -1114,13 +1163,17 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 func (n *Node) snapshotTaken(d snapshotDone) {
 	n.snapRunning.Store(false)
 	wake(n.applyC) // a forced snapshot may be waiting for this one
-	if d.err != nil || d.meta.GetIndex() >= n.snapNeededIdx {
-		// On failure raft falls back to the previous snapshot; the next
-		// membership change or threshold takes a new one.
-		defer n.snapNeeded.Store(false)
-	}
 	if d.err != nil {
+		// raft falls back to the previous snapshot; the next membership
+		// change or threshold takes a new one.
+		n.snapNeeded.Store(false)
 		n.log.Warn("consensus: snapshot failed", "err", d.err)
+		return
+	}
+	if n.pipe != nil {
+		// Recorded by the persist goroutine, in order with the writes
+		// queued before it.
+		n.pipe.push(persistJob{snap: d.meta}, n.stopC)
 		return
 	}
 	if n.persistedCommit < d.meta.GetIndex() {
@@ -1142,6 +1195,16 @@ func (n *Node) snapshotTaken(d snapshotDone) {
 			n.fail(fmt.Errorf("consensus: compact log: %w", err))
 			return
 		}
+	}
+	n.snapshotRecorded(d.meta)
+}
+
+// snapshotRecorded runs on the raft loop once the log records a snapshot
+// taken here.
+func (n *Node) snapshotRecorded(meta *raftpb.SnapshotMetadata) {
+	idx := meta.GetIndex()
+	if idx >= n.snapNeededIdx {
+		n.snapNeeded.Store(false)
 	}
 	n.stats.snapshotsTaken.Add(1)
 	n.log.Debug("consensus: snapshot taken", "index", idx)
