@@ -169,6 +169,9 @@ type Config struct {
 	// DefaultMaxEventQueue events, further events are dropped and counted
 	// in Stats.EventsDropped.
 	OnEvent func(Event)
+
+	// wrapLog, set only by tests, wraps the log store (fault injection).
+	wrapLog func(logStore) logStore
 }
 
 // withDefaults returns a validated copy of c with defaults filled in.

@@ -205,6 +205,9 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		}
 		n.logs, n.snaps = ls, ss
 	}
+	if c.wrapLog != nil {
+		n.logs = c.wrapLog(n.logs)
+	}
 	ok := false
 	defer func() {
 		if !ok {
