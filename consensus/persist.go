@@ -161,7 +161,7 @@ func (n *Node) persist(st *persistState, jobs []persistJob) error {
 			st.persistedCommit = st.hs.GetCommit()
 			n.stats.observeSync(time.Since(start), len(ents))
 		}
-		ents, dirty, sync = ents[:0], false, false
+		ents, dirty, sync = nil, false, false
 		return nil
 	}
 	for _, j := range jobs {
