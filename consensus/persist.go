@@ -19,7 +19,15 @@ import (
 // which steps the local ones into raft and sends the rest. Meanwhile the raft
 // loop keeps running and queues the next batch. Committed entries arrive as a
 // MsgStorageApply, which the raft loop hands to the apply loop and
-// acknowledges at once, as the inline mode does on Advance.
+// acknowledges at once, as the inline mode does on Advance. Raft hands out
+// for applying only entries this member has already made durable, and
+// messages that promise durability (append acknowledgements, votes) travel
+// as responses of the write that covers them.
+//
+// Local proposals wait while a write with entries is in flight (up to
+// heldProposalsMax of them) and go to raft together when it completes: the
+// raft loop stays free for acknowledgements and reads, and each sync still
+// covers a large batch.
 
 // pipeline is the queue between the raft loop and the persist goroutine.
 type pipeline struct {
