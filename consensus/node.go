@@ -626,9 +626,6 @@ func (n *Node) persistResults() {
 	for _, f := range n.pipe.results() {
 		f()
 	}
-	if n.propHeld && n.persisting == 0 {
-		n.offerProposals()
-	}
 }
 
 func (n *Node) step(msgs []*raftpb.Message) {

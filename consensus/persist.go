@@ -25,9 +25,9 @@ import (
 // as responses of the write that covers them.
 //
 // Local proposals wait while a write with entries is in flight (up to
-// heldProposalsMax of them) and go to raft together when it completes: the
-// raft loop stays free for acknowledgements and reads, and each sync still
-// covers a large batch.
+// heldProposalsMax of them) and go to raft together when a write with
+// entries completes: the raft loop stays free for acknowledgements and
+// reads, and each sync still covers a large batch.
 
 // pipeline is the queue between the raft loop and the persist goroutine.
 type pipeline struct {
@@ -223,6 +223,12 @@ func (n *Node) persist(st *persistState, jobs []persistJob) error {
 		n.pipe.deliver(func() {
 			n.persisting -= appends
 			n.stepLocal(resps)
+			if appends > 0 && n.propHeld {
+				// Held proposals wait for one write at most, even
+				// if others are in flight by now.
+				n.propHeld = false
+				n.submitProposals()
+			}
 		})
 	}
 	return nil
@@ -302,7 +308,7 @@ const heldProposalsMax = 128
 
 // offerProposals hands queued proposals to raft, except that in the
 // pipelined mode, while a log write is in flight and fewer than
-// heldProposalsMax proposals wait, it holds them until the write completes:
+// heldProposalsMax proposals wait, it holds them until a write completes:
 // they then go out as one batch, one append message per follower and one
 // sync, instead of a trickle of tiny ones. An idle member submits at once.
 func (n *Node) offerProposals() {
