@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,9 +81,12 @@ func TestMembershipAddPromoteRemove(t *testing.T) {
 	if !slices.Equal(voters, []uint64{1, 2, 3, 4}) {
 		t.Fatalf("voters after promote: %v", voters)
 	}
-	for _, m := range c.Node(lead).Members() {
-		if m.ID == 4 && m.Addr != "addr-4" {
-			t.Fatalf("member 4 address %q", m.Addr)
+	// The promotion names no address; every member keeps the learner's.
+	for _, id := range c.Running() {
+		for _, m := range c.Node(id).Members() {
+			if m.ID == 4 && m.Addr != "addr-4" {
+				t.Fatalf("member %d sees member 4 at %q, want addr-4", id, m.Addr)
+			}
 		}
 	}
 
@@ -260,5 +265,55 @@ func TestRestartAllMembers(t *testing.T) {
 	}
 	if _, err := c.Node(2).Propose(ctx, consensustest.PutCommand("new", "1")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// addrRecorder records the addresses a member's node gives its transport.
+type addrRecorder struct {
+	consensus.Transport
+	mu    *sync.Mutex
+	calls *[]string
+	self  uint64
+}
+
+func (r addrRecorder) AddPeer(id uint64, addr string) {
+	r.mu.Lock()
+	*r.calls = append(*r.calls, fmt.Sprintf("%d:%d=%q", r.self, id, addr))
+	r.mu.Unlock()
+	r.Transport.AddPeer(id, addr)
+}
+
+func TestPromotionKeepsTransportAddress(t *testing.T) {
+	var mu sync.Mutex
+	var calls []string
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 11, Configure: func(cfg *consensus.Config) {
+		cfg.Transport = addrRecorder{Transport: cfg.Transport, mu: &mu, calls: &calls, self: cfg.ID}
+	}})
+	ctx := ctxT(t, 60*time.Second)
+	if _, err := c.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Start(4)
+	if err := onLeader(ctx, c, func(n *consensus.Node) error { return n.AddVoter(ctx, 4, "addr-4") }, 1, 2, 3); err != nil {
+		t.Fatalf("AddVoter: %v", err)
+	}
+	for _, id := range c.Running() {
+		if err := c.Node(id).ReadBarrier(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	told := 0
+	for _, call := range calls {
+		if strings.Contains(call, `:4=`) {
+			told++
+			if !strings.HasSuffix(call, `="addr-4"`) {
+				t.Errorf("transport told %s after promotion; want addr-4", call)
+			}
+		}
+	}
+	if told == 0 {
+		t.Fatalf("no member told its transport about member 4: %v", calls)
 	}
 }

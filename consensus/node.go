@@ -674,7 +674,6 @@ func (n *Node) submitProposals() {
 			continue
 		}
 		ents = append(ents, &raftpb.Entry{Data: p.data})
-		batch = append(batch, p)
 	}
 	n.propMu.Unlock()
 
@@ -923,8 +922,10 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 			id := ch.GetNodeId()
 			switch ch.GetType() {
 			case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-				addr, ok := addrOf[id]
-				if !ok {
+				addr := addrOf[id]
+				if addr == "" {
+					// A change that names no address (a promotion, say)
+					// keeps the one the member already has.
 					addr = n.addrs[id]
 				}
 				if _, known := n.addrs[id]; !known {

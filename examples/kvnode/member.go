@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/distkit/distkit/consensus"
+	"github.com/distkit/distkit/consensus/tcp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidwall/redcon"
+)
+
+// memberConfig configures one cluster member: its raft node, its Redis
+// protocol listener and its HTTP listener.
+type memberConfig struct {
+	ID        uint64
+	Dir       string
+	Bootstrap []consensus.Member // empty: join an existing group
+	RaftLn    net.Listener
+	RaftAddr  string
+	RedisLn   net.Listener
+	HTTPLn    net.Listener
+	TLS       *tls.Config
+	Limits    limits
+	Logger    *slog.Logger
+
+	// SnapshotEntries: zero means the consensus default.
+	SnapshotEntries uint64
+}
+
+// limits bound what clients can make a member do.
+type limits struct {
+	MaxValue   int           // bytes in one value (SET, APPEND, MSET)
+	MaxConns   int           // open RESP connections
+	MaxRequest int           // bytes of one RESP command
+	Timeout    time.Duration // per request
+	StaleReads bool          // GET on new connections reads this member's state
+	Pprof      bool          // serve /debug/pprof on the HTTP address
+}
+
+const (
+	defaultMaxValue   = 512 << 10
+	defaultMaxConns   = 10_000
+	defaultMaxRequest = 1 << 20
+	defaultTimeout    = 5 * time.Second
+	idleTimeout       = 5 * time.Minute // RESP connections idle this long are closed
+)
+
+// member is one running kvnode member.
+type member struct {
+	cfg     memberConfig
+	node    *consensus.Node
+	store   *store
+	trans   *tcp.Transport
+	redis   *redcon.Server
+	http    *http.Server
+	metrics *metrics
+	log     *slog.Logger
+
+	conns   chan struct{} // semaphore of RESP connections
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+}
+
+func startMember(cfg memberConfig) (*member, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &member{
+		cfg:   cfg,
+		store: newStore(),
+		log:   log.With("member", cfg.ID),
+		conns: make(chan struct{}, cfg.Limits.MaxConns),
+		stop:  make(chan struct{}),
+	}
+	m.metrics = newMetrics(m)
+	maxEntry := max(consensus.DefaultMaxEntryBytes, 2*cfg.Limits.MaxRequest)
+	trans, err := tcp.New(tcp.Config{
+		ID:            cfg.ID,
+		Listener:      cfg.RaftLn,
+		AdvertiseAddr: cfg.RaftAddr,
+		TLS:           cfg.TLS,
+		// One message carries up to MaxMsgBytes of entries plus one entry.
+		MaxFrameBytes: max(tcp.DefaultMaxFrameBytes, 2*maxEntry+64<<10),
+		Logger:        m.log,
+	})
+	if err != nil {
+		cfg.RaftLn.Close()
+		return nil, err
+	}
+	m.trans = trans
+	node, err := consensus.Start(consensus.Config{
+		ID:              cfg.ID,
+		Dir:             filepath.Join(cfg.Dir, "raft"),
+		Bootstrap:       cfg.Bootstrap,
+		Transport:       m.trans,
+		SnapshotEntries: cfg.SnapshotEntries,
+		// A value may be up to MaxValue; MSET carries several.
+		MaxEntryBytes: maxEntry,
+		MaxMsgBytes:   uint64(maxEntry),
+		Logger:        m.log,
+	}, m.store)
+	if err != nil {
+		m.trans.Close()
+		return nil, err
+	}
+	m.node = node
+	m.redis = redcon.NewServer("", m.serveRESP, m.acceptRESP, m.closedRESP)
+	m.redis.SetIdleClose(idleTimeout)
+	m.http = &http.Server{
+		Handler:           m.httpHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      max(cfg.Limits.Timeout+5*time.Second, 45*time.Second), // membership changes wait for catch-up
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	m.wg.Add(3)
+	go func() {
+		defer m.wg.Done()
+		m.redis.Serve(&limitListener{Listener: cfg.RedisLn, max: cfg.Limits.MaxRequest})
+	}()
+	go func() {
+		defer m.wg.Done()
+		ln := cfg.HTTPLn
+		if cfg.TLS != nil {
+			// With mutual TLS the HTTP API (membership included) also
+			// requires a certificate from the cluster's CA.
+			ln = tls.NewListener(ln, cfg.TLS)
+		}
+		m.http.Serve(ln)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.background()
+	}()
+	return m, nil
+}
+
+// background publishes this member's client addresses in the replicated
+// state, and, while this member leads and keys with an expiry exist,
+// advances the replicated clock every second.
+func (m *member) background() {
+	published := false
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if !published {
+			published = m.publish() == nil
+		}
+		if m.isLeader() && m.store.needTicks() {
+			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)
+			m.node.Propose(ctx, newCommand(opTick, nowMs()).b)
+			cancel()
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-m.node.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *member) publish() error {
+	want := memberAddrs{Redis: m.cfg.RedisLn.Addr().String(), HTTP: m.cfg.HTTPLn.Addr().String()}
+	if got, ok := m.store.addrs(m.cfg.ID); ok && got == want {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	cmd := newCommand(opMeta, nowMs()).uvarint(m.cfg.ID).bytes([]byte(want.Redis)).bytes([]byte(want.HTTP))
+	_, err := m.node.Propose(ctx, cmd.b)
+	return err
+}
+
+func (m *member) isLeader() bool {
+	l, ok := m.node.Leader()
+	return ok && l == m.cfg.ID
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+// waitReady waits until a leader is known and a write through this member
+// has been applied.
+func (m *member) waitReady(ctx context.Context) error {
+	for {
+		if _, ok := m.node.Leader(); ok {
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := m.node.Propose(wctx, newCommand(opTick, nowMs()).b)
+			cancel()
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.node.Done():
+			return fmt.Errorf("kvnode: member %d stopped: %w", m.cfg.ID, m.node.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops accepting clients, then stops the raft node.
+func (m *member) Close() error {
+	var err error
+	m.closeMu.Do(func() {
+		close(m.stop)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m.http.Shutdown(ctx)
+		m.redis.Close()
+		m.cfg.RedisLn.Close() // in case Serve had not started yet
+		err = m.node.Close()
+		m.trans.Close()
+		m.wg.Wait()
+	})
+	return err
+}
+
+// limitListener bounds the bytes a RESP client may send for one command:
+// a connection that has sent more than max bytes with no reply in between
+// (an incomplete command larger than max) gets an error and is closed.
+type limitListener struct {
+	net.Listener
+	max int
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &limitConn{Conn: c, max: l.max}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	max     int
+	pending int // bytes read since the last write
+}
+
+var errRequestTooLarge = errors.New("kvnode: request too large")
+
+func (c *limitConn) Read(p []byte) (int, error) {
+	if c.pending > c.max {
+		c.Conn.Write([]byte("-ERR request exceeds the size limit\r\n"))
+		return 0, errRequestTooLarge
+	}
+	n, err := c.Conn.Read(p)
+	c.pending += n
+	return n, err
+}
+
+func (c *limitConn) Write(p []byte) (int, error) {
+	c.pending = 0
+	return c.Conn.Write(p)
+}
+
+// metrics are a member's Prometheus metrics, in its own registry.
+type metrics struct {
+	reg      *prometheus.Registry
+	commands *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	conns    prometheus.Gauge
+}
+
+func newMetrics(m *member) *metrics {
+	x := &metrics{
+		reg: prometheus.NewRegistry(),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvnode_commands_total", Help: "Commands received, by name.",
+		}, []string{"command"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvnode_command_errors_total", Help: "Error replies, by command and kind.",
+		}, []string{"command", "kind"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kvnode_command_seconds", Help: "Command latency, by kind (read, write).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"kind"}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kvnode_connections", Help: "Open RESP connections.",
+		}),
+	}
+	status := func(f func(consensus.Status) float64) func() float64 {
+		return func() float64 { return f(m.node.Status()) }
+	}
+	x.reg.MustRegister(x.commands, x.errors, x.latency, x.conns,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_raft_term", Help: "Current raft term."},
+			status(func(s consensus.Status) float64 { return float64(s.Term) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_raft_commit_index", Help: "Highest committed index known here."},
+			status(func(s consensus.Status) float64 { return float64(s.Commit) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_raft_applied_index", Help: "Highest applied index here."},
+			status(func(s consensus.Status) float64 { return float64(s.Applied) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_raft_is_leader", Help: "1 on the leader."},
+			status(func(s consensus.Status) float64 {
+				if s.Role == consensus.RoleLeader {
+					return 1
+				}
+				return 0
+			})),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_raft_leader_changes_total", Help: "Leader changes seen."},
+			status(func(s consensus.Status) float64 { return float64(s.Stats.LeaderChanges) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_keys", Help: "Keys in the state (including expired ones not yet removed)."},
+			func() float64 {
+				m.store.mu.RLock()
+				defer m.store.mu.RUnlock()
+				return float64(len(m.store.data))
+			}),
+	)
+	return x
+}

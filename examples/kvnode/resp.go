@@ -1,0 +1,491 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distkit/distkit/consensus"
+	"github.com/tidwall/redcon"
+)
+
+// connState is the per-connection mode.
+type connState struct {
+	stale bool // READONLY: reads are served from this member's state
+	fresh bool // a read barrier was passed while serving the current pipeline
+}
+
+// maxRequestIDLen bounds an idempotency key.
+const maxRequestIDLen = 1000
+
+func (m *member) acceptRESP(c redcon.Conn) bool {
+	select {
+	case m.conns <- struct{}{}:
+	default:
+		c.NetConn().Write([]byte("-ERR max number of clients reached\r\n"))
+		return false
+	}
+	m.metrics.conns.Inc()
+	c.SetContext(&connState{stale: m.cfg.Limits.StaleReads})
+	return true
+}
+
+func (m *member) closedRESP(c redcon.Conn, err error) {
+	<-m.conns
+	m.metrics.conns.Dec()
+}
+
+// serveRESP answers the commands redcon has read from one connection:
+// cmd and the rest of its pipeline, in order; redcon flushes the replies
+// together. Linearizable reads in one pipeline share a read barrier: every
+// command of the pipeline was sent before the barrier started, so state
+// at least as new as the barrier is a valid answer for each of them.
+func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
+	st, _ := c.Context().(*connState)
+	if st == nil {
+		st = &connState{}
+	}
+	st.fresh = false
+	defer func() { st.fresh = false }()
+	cmds := append([]redcon.Command{cmd}, c.ReadPipeline()...)
+	// Consecutive plain writes of the pipeline are replicated as one
+	// command (one raft entry), applied in order.
+	var batch [][]byte
+	batchBytes := 0
+	flush := func() {
+		switch len(batch) {
+		case 0:
+			return
+		case 1:
+			c.WriteRaw(m.write(batch[0], ""))
+		default:
+			e := newCommand(opBatch, nowMs()).uvarint(uint64(len(batch)))
+			for _, b := range batch {
+				e.bytes(b)
+			}
+			reply, err := m.propose(e.b, "")
+			if err != nil {
+				// The batch as a whole failed: every write gets the error.
+				reply = bytes.Repeat(proposeError(err), len(batch))
+			}
+			c.WriteRaw(reply)
+		}
+		batch, batchBytes = batch[:0], 0
+	}
+	defer flush()
+	for _, cmd := range cmds {
+		if len(cmd.Args) == 0 {
+			continue
+		}
+		name := strings.ToLower(string(cmd.Args[0]))
+		m.metrics.commands.WithLabelValues(metricName(name)).Inc()
+		if isWrite(name) && len(cmds) > 1 {
+			enc, errRep := m.buildWrite(name, cmd.Args)
+			if errRep == nil {
+				if batchBytes+len(enc) > m.cfg.Limits.MaxRequest {
+					flush()
+				}
+				batch = append(batch, enc)
+				batchBytes += len(enc)
+				continue
+			}
+			flush()
+			m.metrics.errors.WithLabelValues(metricName(name), "ERR").Inc()
+			c.WriteRaw(errRep)
+			continue
+		}
+		flush()
+		reply := m.execute(st, name, cmd.Args, "")
+		if bytes.HasPrefix(reply, []byte("-")) {
+			kind, _, _ := bytes.Cut(reply[1:], []byte(" "))
+			m.metrics.errors.WithLabelValues(metricName(name), string(kind)).Inc()
+		}
+		c.WriteRaw(reply)
+		if name == "quit" {
+			c.Close()
+			return
+		}
+	}
+}
+
+// metricName keeps metric label values bounded: unknown command names
+// are counted together.
+func metricName(name string) string {
+	switch name {
+	case "ping", "echo", "get", "set", "del", "exists", "incr", "incrby", "decr", "decrby",
+		"append", "mget", "mset", "info", "idempotent", "readonly", "readwrite", "quit", "ttl", "pttl":
+		return name
+	}
+	return "other"
+}
+
+func errReply(format string, args ...any) []byte {
+	return []byte("-" + fmt.Sprintf(format, args...) + "\r\n")
+}
+
+func wrongArgs(name string) []byte {
+	return errReply("ERR wrong number of arguments for '%s' command", name)
+}
+
+// execute runs one command and returns its RESP reply. reqID, when set,
+// makes a write idempotent (see IDEMPOTENT).
+func (m *member) execute(st *connState, name string, args [][]byte, reqID string) []byte {
+	switch name {
+	case "ping":
+		switch len(args) {
+		case 1:
+			return []byte("+PONG\r\n")
+		case 2:
+			return appendBulk(nil, args[1])
+		}
+		return wrongArgs(name)
+	case "echo":
+		if len(args) != 2 {
+			return wrongArgs(name)
+		}
+		return appendBulk(nil, args[1])
+	case "quit":
+		return replyOK
+	case "readonly":
+		st.stale = true
+		return replyOK
+	case "readwrite":
+		st.stale = false
+		return replyOK
+	case "info":
+		return appendBulk(nil, m.info())
+	case "get":
+		if len(args) != 2 {
+			return wrongArgs(name)
+		}
+		return m.read(st, func(s *store) []byte {
+			it, ok := s.get(string(args[1]))
+			if !ok {
+				return replyNil
+			}
+			return appendBulk(nil, it.val)
+		})
+	case "mget":
+		if len(args) < 2 {
+			return wrongArgs(name)
+		}
+		return m.read(st, func(s *store) []byte {
+			b := []byte("*" + strconv.Itoa(len(args)-1) + "\r\n")
+			for _, k := range args[1:] {
+				if it, ok := s.get(string(k)); ok {
+					b = appendBulk(b, it.val)
+				} else {
+					b = append(b, replyNil...)
+				}
+			}
+			return b
+		})
+	case "ttl", "pttl":
+		if len(args) != 2 {
+			return wrongArgs(name)
+		}
+		// Time left against the replicated clock, which trails the
+		// members' clocks by up to about a second.
+		return m.read(st, func(s *store) []byte {
+			it, ok := s.get(string(args[1]))
+			switch {
+			case !ok:
+				return appendInt(nil, -2)
+			case it.expireAt == 0:
+				return appendInt(nil, -1)
+			case name == "ttl":
+				return appendInt(nil, (it.expireAt-s.now+500)/1000)
+			}
+			return appendInt(nil, it.expireAt-s.now)
+		})
+	case "exists":
+		if len(args) < 2 {
+			return wrongArgs(name)
+		}
+		return m.read(st, func(s *store) []byte {
+			var n int64
+			for _, k := range args[1:] {
+				if _, ok := s.get(string(k)); ok {
+					n++
+				}
+			}
+			return appendInt(nil, n)
+		})
+	case "idempotent":
+		if reqID != "" {
+			return errReply("ERR IDEMPOTENT cannot be nested")
+		}
+		if len(args) < 3 {
+			return wrongArgs(name)
+		}
+		if len(args[1]) == 0 || len(args[1]) > maxRequestIDLen {
+			return errReply("ERR idempotency key must be 1 to %d bytes", maxRequestIDLen)
+		}
+		inner := strings.ToLower(string(args[2]))
+		if !isWrite(inner) {
+			return errReply("ERR IDEMPOTENT applies to writes (SET, DEL, INCR, INCRBY, DECR, DECRBY, APPEND, MSET), not '%s'", inner)
+		}
+		return m.execute(st, inner, args[2:], string(args[1]))
+	}
+	if isWrite(name) {
+		cmd, errRep := m.buildWrite(name, args)
+		if errRep != nil {
+			return errRep
+		}
+		return m.write(cmd, reqID)
+	}
+	switch name {
+	case "hello", "client", "config", "select", "command", "auth", "cluster", "monitor", "subscribe", "psubscribe", "multi", "exec", "watch":
+		return errReply("ERR unknown command '%s' (not supported by kvnode)", name)
+	}
+	return errReply("ERR unknown command '%s'", truncate(name, 64))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+func isWrite(name string) bool {
+	switch name {
+	case "set", "del", "incr", "incrby", "decr", "decrby", "append", "mset":
+		return true
+	}
+	return false
+}
+
+// buildWrite validates a write and encodes it as a replicated command.
+// Relative expiry times become absolute ones here, on the proposer.
+func (m *member) buildWrite(name string, args [][]byte) ([]byte, []byte) {
+	now := nowMs()
+	maxValue := m.cfg.Limits.MaxValue
+	tooBig := errReply("ERR value exceeds the limit of %d bytes", maxValue)
+	switch name {
+	case "set":
+		if len(args) < 3 {
+			return nil, wrongArgs(name)
+		}
+		if len(args[2]) > maxValue {
+			return nil, tooBig
+		}
+		var flags uint64
+		var exp int64
+		for i := 3; i < len(args); i++ {
+			opt := strings.ToUpper(string(args[i]))
+			switch opt {
+			case "NX":
+				flags |= setNX
+			case "XX":
+				flags |= setXX
+			case "GET":
+				flags |= setGet
+			case "KEEPTTL":
+				flags |= setKeepTTL
+			case "EX", "PX", "EXAT", "PXAT":
+				if exp != 0 || i+1 >= len(args) {
+					return nil, errReply("ERR syntax error")
+				}
+				i++
+				n, err := strconv.ParseInt(string(args[i]), 10, 64)
+				if err != nil || n <= 0 || n > 1<<50 {
+					return nil, errReply("ERR invalid expire time in 'set' command")
+				}
+				switch opt {
+				case "EX":
+					exp = now + n*1000
+				case "PX":
+					exp = now + n
+				case "EXAT":
+					exp = n * 1000
+				case "PXAT":
+					exp = n
+				}
+			default:
+				return nil, errReply("ERR syntax error")
+			}
+		}
+		if flags&setNX != 0 && flags&setXX != 0 || exp != 0 && flags&setKeepTTL != 0 {
+			return nil, errReply("ERR syntax error")
+		}
+		return newCommand(opSet, now).bytes(args[1]).bytes(args[2]).uvarint(flags).varint(exp).b, nil
+	case "del":
+		if len(args) < 2 {
+			return nil, wrongArgs(name)
+		}
+		if len(args)-1 > maxKeys {
+			return nil, errReply("ERR too many keys")
+		}
+		e := newCommand(opDel, now).uvarint(uint64(len(args) - 1))
+		for _, k := range args[1:] {
+			e.bytes(k)
+		}
+		return e.b, nil
+	case "incr", "decr":
+		if len(args) != 2 {
+			return nil, wrongArgs(name)
+		}
+		d := int64(1)
+		if name == "decr" {
+			d = -1
+		}
+		return newCommand(opIncrBy, now).bytes(args[1]).varint(d).b, nil
+	case "incrby", "decrby":
+		if len(args) != 3 {
+			return nil, wrongArgs(name)
+		}
+		d, err := strconv.ParseInt(string(args[2]), 10, 64)
+		if err != nil || (name == "decrby" && d == -1<<63) {
+			return nil, errNotInteger
+		}
+		if name == "decrby" {
+			d = -d
+		}
+		return newCommand(opIncrBy, now).bytes(args[1]).varint(d).b, nil
+	case "append":
+		if len(args) != 3 {
+			return nil, wrongArgs(name)
+		}
+		if len(args[2]) > maxValue {
+			return nil, tooBig
+		}
+		return newCommand(opAppend, now).bytes(args[1]).bytes(args[2]).b, nil
+	case "mset":
+		if len(args) < 3 || len(args)%2 != 1 {
+			return nil, wrongArgs(name)
+		}
+		if (len(args)-1)/2 > maxKeys {
+			return nil, errReply("ERR too many keys")
+		}
+		e := newCommand(opMSet, now).uvarint(uint64((len(args) - 1) / 2))
+		for i := 1; i < len(args); i += 2 {
+			if len(args[i+1]) > maxValue {
+				return nil, tooBig
+			}
+			e.bytes(args[i]).bytes(args[i+1])
+		}
+		return e.b, nil
+	}
+	return nil, errReply("ERR unknown command '%s'", name)
+}
+
+// write replicates cmd and returns the state machine's reply. Proposals
+// that were never appended (no leader yet, leadership moving, overload)
+// are retried until the request timeout; a proposal whose outcome is
+// unknown is not, unless it carries an idempotency key.
+func (m *member) write(cmd []byte, reqID string) []byte {
+	res, err := m.propose(cmd, reqID)
+	if err != nil {
+		return proposeError(err)
+	}
+	return res
+}
+
+// propose replicates cmd and returns the state machine's reply, or the
+// error that kept the proposal from completing.
+func (m *member) propose(cmd []byte, reqID string) ([]byte, error) {
+	start := time.Now()
+	defer func() { m.metrics.latency.WithLabelValues("write").Observe(time.Since(start).Seconds()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)
+	defer cancel()
+	var opts []consensus.ProposeOption
+	if reqID != "" {
+		opts = append(opts, consensus.WithRequestID("kv:"+reqID))
+	}
+	backoff := 5 * time.Millisecond
+	for {
+		res, err := m.node.Propose(ctx, cmd, opts...)
+		if err == nil {
+			return res, nil
+		}
+		retry := errors.Is(err, consensus.ErrDropped) || errors.Is(err, consensus.ErrBusy) ||
+			(reqID != "" && errors.Is(err, consensus.ErrUnknownOutcome))
+		if !retry || errors.Is(err, consensus.ErrStopped) || ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+func proposeError(err error) []byte {
+	switch {
+	case errors.Is(err, consensus.ErrUnknownOutcome):
+		return errReply("UNCERTAIN the write may or may not have been applied; retry it as IDEMPOTENT <key> ... to apply it once")
+	case errors.Is(err, consensus.ErrStopped):
+		return errReply("ERR member is shutting down; the write was not acknowledged")
+	case errors.Is(err, consensus.ErrTooLarge):
+		return errReply("ERR command too large")
+	case errors.Is(err, consensus.ErrRemoved):
+		return errReply("ERR this member was removed from the cluster")
+	case errors.Is(err, consensus.ErrDropped), errors.Is(err, consensus.ErrBusy):
+		return errReply("TRYAGAIN the write was not applied (no leader or overloaded within the timeout); retry")
+	}
+	// Anything else: do not claim the write was not applied.
+	return errReply("UNCERTAIN %s; the write may or may not have been applied", strings.ReplaceAll(err.Error(), "\r\n", " "))
+}
+
+// read runs f on the state after a linearizable read barrier (ReadIndex,
+// batched across concurrent readers), or at once in stale mode.
+func (m *member) read(st *connState, f func(*store) []byte) []byte {
+	if !st.stale && !st.fresh {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)
+		err := m.node.ReadBarrier(ctx)
+		cancel()
+		m.metrics.latency.WithLabelValues("read").Observe(time.Since(start).Seconds())
+		if err != nil {
+			if errors.Is(err, consensus.ErrStopped) {
+				return errReply("ERR member is shutting down")
+			}
+			return errReply("TRYAGAIN no linearizable read point within the timeout (no leader?); retry, or READONLY for stale reads")
+		}
+		st.fresh = true
+	}
+	m.store.mu.RLock()
+	defer m.store.mu.RUnlock()
+	return f(m.store)
+}
+
+// info is the INFO text.
+func (m *member) info() []byte {
+	s := m.node.Status()
+	role := "follower"
+	switch s.Role {
+	case consensus.RoleLeader:
+		role = "leader"
+	case consensus.RoleCandidate, consensus.RolePreCandidate:
+		role = "candidate"
+	}
+	if s.Removed {
+		role = "removed"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Replication\r\nrole:%s\r\nid:%d\r\nleader_id:%d\r\n", role, s.ID, s.Leader)
+	if a, ok := m.store.addrs(s.Leader); ok && s.Leader != 0 {
+		fmt.Fprintf(&b, "leader_redis:%s\r\nleader_http:%s\r\n", a.Redis, a.HTTP)
+	}
+	fmt.Fprintf(&b, "term:%d\r\ncommit_index:%d\r\napplied_index:%d\r\nmembers:%d\r\n", s.Term, s.Commit, s.Applied, len(s.Members))
+	m.store.mu.RLock()
+	keys := len(m.store.data)
+	m.store.mu.RUnlock()
+	st := s.Stats
+	var avgSync time.Duration
+	if st.Syncs > 0 {
+		avgSync = st.SyncTotal / time.Duration(st.Syncs)
+	}
+	fmt.Fprintf(&b, "\r\n# Raft\r\nproposals:%d\r\nproposal_batches:%d\r\napplied:%d\r\nsyncs:%d\r\nsynced_entries:%d\r\nsync_avg_us:%d\r\nsync_max_us:%d\r\nreads:%d\r\nread_rounds:%d\r\nleader_changes:%d\r\nsnapshots_taken:%d\r\n",
+		st.Proposals, st.ProposalBatches, st.Applied, st.Syncs, st.SyncedEntries, avgSync.Microseconds(), st.SyncMax.Microseconds(),
+		st.Reads, st.ReadRounds, st.LeaderChanges, st.SnapshotsTaken)
+	fmt.Fprintf(&b, "\r\n# Keyspace\r\nkeys:%d\r\n", keys)
+	return []byte(b.String())
+}
