@@ -43,6 +43,12 @@ type Node struct {
 	// meanwhile (raft goroutine only).
 	persisting int
 	propHeld   bool
+	// farewells are messages telling members just removed by a change
+	// applied here how far the log is committed; removedPeers maps each
+	// such member to the tick at which it leaves the transport (raft
+	// goroutine only).
+	farewells    []*raftpb.Message
+	removedPeers map[uint64]uint64
 
 	// proposals
 	propMu     sync.Mutex
@@ -572,6 +578,7 @@ func (n *Node) runRaft() {
 			n.rn.Tick()
 			n.tickCount++
 			n.retryReads()
+			n.dropRemovedPeers()
 			if n.tickCount%uint64(n.cfg.ElectionTicks) == 0 {
 				n.resubmit(false)
 			}
@@ -630,6 +637,10 @@ func (n *Node) persistResults() {
 
 func (n *Node) step(msgs []*raftpb.Message) {
 	for _, m := range msgs {
+		if _, gone := n.removedPeers[m.GetFrom()]; gone {
+			n.farewellAck(m)
+			continue
+		}
 		if err := n.rn.Step(m); err != nil {
 			continue // unknown peer, local message type: dropped
 		}
@@ -806,6 +817,10 @@ func (n *Node) handleReady() error {
 func (n *Node) dispatchCommitted(rd raft.Ready) {
 	confs := n.applyConfChanges(rd.CommittedEntries)
 	n.resolveReads(rd.ReadStates)
+	if len(n.farewells) > 0 {
+		n.send(n.farewells)
+		n.farewells = nil
+	}
 	if !raft.IsEmptySnap(rd.Snapshot) || len(rd.CommittedEntries) > 0 {
 		item := applyItem{ents: rd.CommittedEntries, confs: confs}
 		if !raft.IsEmptySnap(rd.Snapshot) {
@@ -907,6 +922,7 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 		default:
 			continue
 		}
+		n.farewell(cc.AsV2())
 		cs := n.rn.ApplyConfChange(cc)
 		ca := confApplied{cs: proto.Clone(cs).(*raftpb.ConfState)}
 		v2 := cc.AsV2()
@@ -936,6 +952,7 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 				n.addrs[id] = addr
 				ca.members = append(ca.members, Member{ID: id, Addr: addr, Learner: ch.GetType() == raftpb.ConfChangeAddLearnerNode})
 				if id != n.id {
+					delete(n.removedPeers, id)
 					n.tr.AddPeer(id, addr)
 				}
 			case raftpb.ConfChangeRemoveNode:
@@ -957,7 +974,13 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 					n.removed.Store(true)
 					n.log.Warn("consensus: this member was removed from the group")
 				} else {
-					n.tr.RemovePeer(id)
+					// The transport keeps the peer a little longer, so
+					// that the messages already queued for it and the
+					// farewell tell it that it was removed.
+					if n.removedPeers == nil {
+						n.removedPeers = make(map[uint64]uint64)
+					}
+					n.removedPeers[id] = n.tickCount + uint64(n.cfg.ElectionTicks)
 				}
 			}
 		}
@@ -970,6 +993,67 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 		out[e.GetIndex()] = ca
 	}
 	return out
+}
+
+// farewell, on the leader, prepares a heartbeat for each voter or learner
+// that cc removes, carrying the commit index as far as that member's log is
+// known to match. raft stops replicating to a member once the change that
+// removes it is applied, and the message that would have told it the
+// change committed may never have left (its flow was paused, say): without
+// this it would never apply its own removal and would wait, leaderless,
+// forever.
+func (n *Node) farewell(cc *raftpb.ConfChangeV2) {
+	st := n.rn.Status()
+	if st.RaftState != raft.StateLeader {
+		return
+	}
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		if ch.GetType() != raftpb.ConfChangeRemoveNode || id == n.id {
+			continue
+		}
+		pr, ok := st.Progress[id]
+		if !ok {
+			continue
+		}
+		n.farewells = append(n.farewells, &raftpb.Message{
+			Type:   raftpb.MsgHeartbeat.Enum(),
+			To:     new(id),
+			From:   new(n.id),
+			Term:   new(st.HardState.GetTerm()),
+			Commit: new(min(pr.Match, st.HardState.GetCommit())),
+		})
+	}
+}
+
+// farewellAck answers a member removed here that acknowledges entries
+// (raft no longer tracks it) with the commit index as far as its log
+// matches, so that it learns of its removal even if it had not yet received
+// the change when the change was applied.
+func (n *Node) farewellAck(m *raftpb.Message) {
+	st := n.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || m.GetType() != raftpb.MsgAppResp || m.GetReject() ||
+		m.GetTerm() != st.HardState.GetTerm() {
+		return
+	}
+	n.send([]*raftpb.Message{{
+		Type:   raftpb.MsgHeartbeat.Enum(),
+		To:     new(m.GetFrom()),
+		From:   new(n.id),
+		Term:   new(st.HardState.GetTerm()),
+		Commit: new(min(m.GetIndex(), st.HardState.GetCommit())),
+	}})
+}
+
+// dropRemovedPeers takes members removed an election timeout ago out of
+// the transport.
+func (n *Node) dropRemovedPeers() {
+	for id, at := range n.removedPeers {
+		if n.tickCount >= at {
+			delete(n.removedPeers, id)
+			n.tr.RemovePeer(id)
+		}
+	}
 }
 
 // send marshals msgs on the raft goroutine (raft may reuse entries after
