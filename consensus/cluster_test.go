@@ -18,7 +18,7 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 }
 
 func TestElectionAndProposeThroughFollower(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 1})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 1})
 	ctx := ctxT(t, 10*time.Second)
 	lead, err := c.WaitLeader(ctx)
 	if err != nil {
@@ -54,7 +54,7 @@ func TestElectionAndProposeThroughFollower(t *testing.T) {
 }
 
 func TestReElectionAfterLeaderLoss(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 2})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 2})
 	ctx := ctxT(t, 20*time.Second)
 	lead, err := c.WaitLeader(ctx)
 	if err != nil {
@@ -84,7 +84,7 @@ func TestReElectionAfterLeaderLoss(t *testing.T) {
 }
 
 func TestClosedNodeReturnsErrors(t *testing.T) {
-	c := consensustest.NewCluster(t, 1, consensustest.ClusterOptions{Seed: 3})
+	c := newCluster(t, 1, consensustest.ClusterOptions{Seed: 3})
 	ctx := ctxT(t, 10*time.Second)
 	if _, err := c.WaitLeader(ctx); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"sort"
 )
 
@@ -333,14 +334,49 @@ type sessions struct {
 
 type session struct {
 	floor uint64 // every seq <= floor counts as applied
-	seen  map[uint64]struct{}
-	used  uint64
+	// seen is a bitmap of the seqs above the floor that were applied: bit i
+	// stands for seq floor+1+i, up to floor+2*sessionWindow.
+	seen []uint64
+	used uint64
 }
 
 const (
 	sessionWindow = 1 << 14
 	maxSessions   = 1024
 )
+
+func newSession(floor uint64) *session {
+	return &session{floor: floor, seen: make([]uint64, 2*sessionWindow/64)}
+}
+
+// bit returns the word and mask of seq, which must be in
+// (floor, floor+2*sessionWindow].
+func (se *session) bit(seq uint64) (int, uint64) {
+	i := seq - se.floor - 1
+	return int(i / 64), 1 << (i % 64)
+}
+
+// raiseFloor moves the floor up to nf, forgetting the seqs at or below it.
+func (se *session) raiseFloor(nf uint64) {
+	k := nf - se.floor
+	se.floor = nf
+	n := len(se.seen)
+	if k >= uint64(n)*64 {
+		clear(se.seen)
+		return
+	}
+	w, b := int(k/64), k%64
+	for i := range n {
+		var v uint64
+		if i+w < n {
+			v = se.seen[i+w] >> b
+			if b > 0 && i+w+1 < n {
+				v |= se.seen[i+w+1] << (64 - b)
+			}
+		}
+		se.seen[i] = v
+	}
+}
 
 func newSessions() *sessions { return &sessions{byEpoch: make(map[uint64]*session)} }
 
@@ -352,29 +388,25 @@ func (s *sessions) admit(epoch, seq uint64) bool {
 		if len(s.byEpoch) >= maxSessions {
 			s.evict()
 		}
-		se = &session{seen: make(map[uint64]struct{})}
+		var floor uint64
 		if seq > sessionWindow {
-			se.floor = seq - sessionWindow
+			floor = seq - sessionWindow
 		}
+		se = newSession(floor)
 		s.byEpoch[epoch] = se
 	}
 	se.used = s.clock
 	if seq <= se.floor {
 		return false
 	}
-	if _, ok := se.seen[seq]; ok {
+	if seq > se.floor+2*sessionWindow {
+		se.raiseFloor(seq - sessionWindow)
+	}
+	w, m := se.bit(seq)
+	if se.seen[w]&m != 0 {
 		return false
 	}
-	se.seen[seq] = struct{}{}
-	if seq > se.floor+2*sessionWindow {
-		nf := seq - sessionWindow
-		for k := range se.seen {
-			if k <= nf {
-				delete(se.seen, k)
-			}
-		}
-		se.floor = nf
-	}
+	se.seen[w] |= m
 	return true
 }
 
@@ -403,14 +435,17 @@ func (s *sessions) appendTo(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint64(b, e)
 		b = binary.AppendUvarint(b, se.floor)
 		b = binary.AppendUvarint(b, se.used)
-		seqs := make([]uint64, 0, len(se.seen))
-		for k := range se.seen {
-			seqs = append(seqs, k)
+		count := 0
+		for _, v := range se.seen {
+			count += bits.OnesCount64(v)
 		}
-		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-		b = binary.AppendUvarint(b, uint64(len(seqs)))
-		for _, k := range seqs {
-			b = binary.AppendUvarint(b, k-se.floor)
+		b = binary.AppendUvarint(b, uint64(count))
+		for w, v := range se.seen {
+			for v != 0 {
+				i := bits.TrailingZeros64(v)
+				v &= v - 1
+				b = binary.AppendUvarint(b, uint64(w*64+i+1)) // seq - floor
+			}
 		}
 	}
 	return b
@@ -431,10 +466,11 @@ func readSessions(r byteReader) (*sessions, error) {
 		if _, err := io.ReadFull(r, eb[:]); err != nil {
 			return nil, fmt.Errorf("%w: session epoch: %v", errMalformed, err)
 		}
-		se := &session{seen: make(map[uint64]struct{})}
-		if se.floor, err = readUvarint(r, ^uint64(0), "session floor"); err != nil {
+		floor, err := readUvarint(r, ^uint64(0)-2*sessionWindow, "session floor")
+		if err != nil {
 			return nil, err
 		}
+		se := newSession(floor)
 		if se.used, err = readUvarint(r, ^uint64(0), "session use"); err != nil {
 			return nil, err
 		}
@@ -443,11 +479,15 @@ func readSessions(r byteReader) (*sessions, error) {
 			return nil, err
 		}
 		for range m {
-			d, err := readUvarint(r, ^uint64(0)-se.floor, "session seq")
+			d, err := readUvarint(r, 2*sessionWindow, "session seq")
 			if err != nil {
 				return nil, err
 			}
-			se.seen[se.floor+d] = struct{}{}
+			if d == 0 {
+				return nil, fmt.Errorf("%w: session seq at its floor", errMalformed)
+			}
+			w, m := se.bit(se.floor + d)
+			se.seen[w] |= m
 		}
 		s.byEpoch[binary.LittleEndian.Uint64(eb[:])] = se
 	}

@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 	"slices"
 	"testing"
 
@@ -197,6 +198,79 @@ func TestSessionsProperties(t *testing.T) {
 				t.Fatalf("%v admitted twice", o)
 			}
 			admitted[o] = admitted[o] || x
+		}
+	})
+}
+
+// refSession is the plain model of one session's window: a set of applied
+// seqs above a floor that moves to seq-sessionWindow once a seq lands more
+// than 2*sessionWindow above it.
+type refSession struct {
+	floor uint64
+	seen  map[uint64]bool
+}
+
+func (r *refSession) admit(seq uint64) bool {
+	if seq <= r.floor || r.seen[seq] {
+		return false
+	}
+	r.seen[seq] = true
+	if seq > r.floor+2*sessionWindow {
+		r.floor = seq - sessionWindow
+		for k := range r.seen {
+			if k <= r.floor {
+				delete(r.seen, k)
+			}
+		}
+	}
+	return true
+}
+
+// The bitmap window decides exactly as the plain model, including across
+// floor moves by any distance, and survives a snapshot round trip.
+func TestSessionMatchesModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := newSessions()
+		var ref *refSession
+		seq := rapid.Uint64Range(1, 3*sessionWindow).Draw(t, "first")
+		steps := rapid.IntRange(1, 300).Draw(t, "steps")
+		for i := range steps {
+			if ref == nil {
+				ref = &refSession{seen: map[uint64]bool{}}
+				if seq > sessionWindow {
+					ref.floor = seq - sessionWindow
+				}
+			}
+			if got, want := s.admit(1, seq), ref.admit(seq); got != want {
+				t.Fatalf("step %d: admit(%d) = %v, model says %v (floor %d)", i, seq, got, want, ref.floor)
+			}
+			se := s.byEpoch[1]
+			count := 0
+			for _, v := range se.seen {
+				count += bits.OnesCount64(v)
+			}
+			if se.floor != ref.floor || count != len(ref.seen) {
+				t.Fatalf("step %d: floor %d with %d seqs, model %d with %d", i, se.floor, count, ref.floor, len(ref.seen))
+			}
+			for k := range ref.seen {
+				if w, m := se.bit(k); se.seen[w]&m == 0 {
+					t.Fatalf("step %d: seq %d forgotten", i, k)
+				}
+			}
+			if rapid.IntRange(0, 20).Draw(t, "snapshot") == 0 {
+				var err error
+				if s, err = readSessions(bytesReader(s.appendTo(nil))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch rapid.IntRange(0, 3).Draw(t, "move") {
+			case 0: // a retry of a recent one
+				seq -= min(seq-1, rapid.Uint64Range(0, 70).Draw(t, "back"))
+			case 1: // a jump, possibly past the window
+				seq += rapid.Uint64Range(1, 5*sessionWindow).Draw(t, "jump")
+			default:
+				seq += rapid.Uint64Range(1, 200).Draw(t, "next")
+			}
 		}
 	})
 }

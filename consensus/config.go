@@ -41,6 +41,34 @@ const (
 	ReadLease
 )
 
+// StorageMode selects how the raft loop makes the log durable.
+type StorageMode int
+
+const (
+	// StoragePipelined (the default) persists the log on a dedicated
+	// goroutine: while one batch of entries is being written and synced,
+	// the raft loop keeps accepting proposals, acknowledgements and reads
+	// and builds the next batch, which the next sync covers (pipelined
+	// group commit). Acknowledgements, votes and the local apply of an entry
+	// still wait for the sync that covers it.
+	StoragePipelined StorageMode = iota
+	// StorageInline writes and syncs each batch on the raft loop itself:
+	// nothing else happens on the loop while the disk syncs. Simpler to
+	// reason about; slower under load.
+	StorageInline
+)
+
+// String returns "pipelined" or "inline".
+func (m StorageMode) String() string {
+	switch m {
+	case StoragePipelined:
+		return "pipelined"
+	case StorageInline:
+		return "inline"
+	}
+	return fmt.Sprintf("StorageMode(%d)", int(m))
+}
+
 // Member names a member of the group.
 type Member struct {
 	ID      uint64 // non-zero and never reused after removal
@@ -123,6 +151,10 @@ type Config struct {
 	// this many entries of the leader's log. Default DefaultPromoteLagEntries.
 	PromoteLagEntries uint64
 
+	// StorageMode selects how log writes are made durable: StoragePipelined
+	// (the default) or StorageInline.
+	StorageMode StorageMode
+
 	// UnsafeNoSync skips every fsync of the log and snapshots in Dir. A
 	// crash can then lose acknowledged writes or corrupt state: tests only.
 	UnsafeNoSync bool
@@ -137,6 +169,9 @@ type Config struct {
 	// DefaultMaxEventQueue events, further events are dropped and counted
 	// in Stats.EventsDropped.
 	OnEvent func(Event)
+
+	// wrapLog, set only by tests, wraps the log store (fault injection).
+	wrapLog func(logStore) logStore
 }
 
 // withDefaults returns a validated copy of c with defaults filled in.
@@ -214,6 +249,8 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("TrailingEntries %d is unreasonably large", c.TrailingEntries)
 	case c.ReadMode != ReadIndexSafe && c.ReadMode != ReadLease:
 		return bad("unknown ReadMode %d", c.ReadMode)
+	case c.StorageMode != StoragePipelined && c.StorageMode != StorageInline:
+		return bad("unknown StorageMode %d", c.StorageMode)
 	case c.ReadMode == ReadLease && c.DisableCheckQuorum:
 		return bad("ReadLease requires CheckQuorum")
 	}

@@ -29,6 +29,8 @@ func TestStartRejectsInvalidConfig(t *testing.T) {
 		{"negative pending", func(c *consensus.Config) { c.MaxPendingProposals = -1 }},
 		{"lease without check quorum", func(c *consensus.Config) { c.ReadMode, c.DisableCheckQuorum = consensus.ReadLease, true }},
 		{"unknown read mode", func(c *consensus.Config) { c.ReadMode = 7 }},
+		{"unknown storage mode", func(c *consensus.Config) { c.StorageMode = 9 }},
+		{"negative storage mode", func(c *consensus.Config) { c.StorageMode = -1 }},
 		{"bootstrap without self", func(c *consensus.Config) { c.Bootstrap = []consensus.Member{{ID: 2}} }},
 		{"bootstrap duplicate", func(c *consensus.Config) { c.Bootstrap = []consensus.Member{{ID: 1}, {ID: 1}} }},
 		{"bootstrap zero id", func(c *consensus.Config) { c.Bootstrap = []consensus.Member{{ID: 1}, {ID: 0}} }},
@@ -58,7 +60,7 @@ func TestStartRejectsInvalidConfig(t *testing.T) {
 }
 
 func TestProposeTooLargeAndBusy(t *testing.T) {
-	c := consensustest.NewCluster(t, 1, consensustest.ClusterOptions{Seed: 13, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 1, consensustest.ClusterOptions{Seed: 13, Configure: func(cfg *consensus.Config) {
 		cfg.MaxEntryBytes = 100
 		cfg.MaxPendingProposals = 1
 	}})

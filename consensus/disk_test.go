@@ -15,7 +15,7 @@ import (
 
 func TestRestartFromDisk(t *testing.T) {
 	dir := t.TempDir()
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 11, Dir: dir, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 11, Dir: dir, Configure: func(cfg *consensus.Config) {
 		cfg.SnapshotEntries = 25
 		cfg.TrailingEntries = 5
 	}})
@@ -74,7 +74,7 @@ func TestRestartFromDisk(t *testing.T) {
 
 func TestCorruptSnapshotFileRefusesToStart(t *testing.T) {
 	dir := t.TempDir()
-	c := consensustest.NewCluster(t, 1, consensustest.ClusterOptions{Seed: 12, Dir: dir, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 1, consensustest.ClusterOptions{Seed: 12, Dir: dir, Configure: func(cfg *consensus.Config) {
 		cfg.SnapshotEntries = 10
 		cfg.TrailingEntries = 2
 	}})
@@ -103,7 +103,7 @@ func TestCorruptSnapshotFileRefusesToStart(t *testing.T) {
 		}
 	}
 	_, err := consensus.Start(consensus.Config{
-		ID: 1, Dir: filepath.Join(dir, "1"), Transport: c.Net.Transport(1),
+		ID: 1, Dir: filepath.Join(dir, "1"), Transport: c.Net.Transport(1), StorageMode: storageMode,
 	}, consensustest.NewKV())
 	if !errors.Is(err, consensus.ErrCorrupt) {
 		t.Fatalf("Start over a corrupt snapshot = %v, want ErrCorrupt", err)
@@ -116,7 +116,7 @@ func TestCorruptSnapshotFileRefusesToStart(t *testing.T) {
 // serve every acknowledged write with its value.
 func TestDamagedLogNeverLosesAcknowledgedWrites(t *testing.T) {
 	dir := t.TempDir()
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 17, Dir: dir})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 17, Dir: dir})
 	ctx := ctxT(t, 90*time.Second)
 	lead, err := c.WaitLeader(ctx)
 	if err != nil {
@@ -166,7 +166,7 @@ func TestDamagedLogNeverLosesAcknowledgedWrites(t *testing.T) {
 			// under a new id (ids are never reused), rebuilt from its peers.
 			t.Logf("round %d: damage at %d detected: %v", round, off, why)
 			c.Stop(victim)
-			voters := c.Running()
+			voters := append([]uint64(nil), c.Running()...)
 			if err := onLeader(ctx, c, func(n *consensus.Node) error { return n.RemoveMember(ctx, victim) }, voters...); err != nil {
 				t.Fatalf("remove damaged member %d: %v", victim, err)
 			}

@@ -72,6 +72,9 @@
 //   - Writes acknowledged by Propose are durable on a majority and survive
 //     any minority of crashes; with Config.Dir every member's log is
 //     fsynced (one fsync per batch of proposals) before it acknowledges.
+//     By default (Config.StorageMode StoragePipelined) the sync runs on its
+//     own goroutine, so the next batch forms while the disk syncs the
+//     current one; acknowledgements still wait for the sync covering them.
 //   - Commands are applied in the same order on every member, each once:
 //     proposals duplicated by the network or resent after a leader change
 //     apply once, and WithRequestID extends that to client retries.
@@ -89,9 +92,10 @@
 //
 // # Goroutines and shutdown
 //
-// Start runs a raft loop (the only goroutine that touches raft), an apply
-// loop (the only one that calls the StateMachine), an event loop
-// (Config.OnEvent) and, while needed, one snapshot writer and one sender
+// Start runs a raft loop (the only goroutine that touches raft), a persist
+// loop that writes and syncs the log (in the default StoragePipelined
+// mode), an apply loop (the only one that calls the StateMachine), an event
+// loop (Config.OnEvent) and, while needed, one snapshot writer and one sender
 // per lagging peer. Close stops them all and waits; calls in progress fail
 // with errors wrapping ErrStopped. A node that hits a storage error or a
 // failing Apply stops itself the same way (Err reports why).

@@ -14,7 +14,7 @@ import (
 )
 
 func TestPartitionMinorityCannotCommit(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 4})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 4})
 	ctx := ctxT(t, 30*time.Second)
 	old, err := c.WaitLeader(ctx)
 	if err != nil {
@@ -77,7 +77,7 @@ func TestPartitionMinorityCannotCommit(t *testing.T) {
 }
 
 func TestMessageLossDuplicationReorder(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 5})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 5})
 	ctx := ctxT(t, 60*time.Second)
 	if _, err := c.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestMessageLossDuplicationReorder(t *testing.T) {
 }
 
 func TestRequestIDReturnsFirstResult(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 6})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 6})
 	ctx := ctxT(t, 20*time.Second)
 	lead, err := c.WaitLeader(ctx)
 	if err != nil {

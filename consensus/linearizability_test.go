@@ -90,7 +90,7 @@ func TestLinearizability(t *testing.T) {
 }
 
 func runLinearizability(t *testing.T, seed uint64) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: seed, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: seed, Configure: func(cfg *consensus.Config) {
 		cfg.SnapshotEntries = 64
 		cfg.TrailingEntries = 16
 	}})

@@ -40,7 +40,7 @@ func onLeader(ctx context.Context, c *consensustest.Cluster, f func(*consensus.N
 }
 
 func TestMembershipAddPromoteRemove(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 7})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 7})
 	ctx := ctxT(t, 60*time.Second)
 	lead, err := c.WaitLeader(ctx)
 	if err != nil {
@@ -146,7 +146,7 @@ func TestMembershipAddPromoteRemove(t *testing.T) {
 }
 
 func TestLeaderTransfer(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 8})
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 8})
 	ctx := ctxT(t, 30*time.Second)
 	lead, err := c.WaitLeader(ctx)
 	if err != nil {
@@ -175,7 +175,7 @@ func TestLeaderTransfer(t *testing.T) {
 }
 
 func TestSnapshotInstallToLaggingAndNewMember(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 9, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 9, Configure: func(cfg *consensus.Config) {
 		cfg.SnapshotEntries = 20
 		cfg.TrailingEntries = 5
 	}})
@@ -229,7 +229,7 @@ func TestSnapshotInstallToLaggingAndNewMember(t *testing.T) {
 }
 
 func TestRestartAllMembers(t *testing.T) {
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 10, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 10, Configure: func(cfg *consensus.Config) {
 		cfg.SnapshotEntries = 15
 		cfg.TrailingEntries = 3
 	}})
@@ -286,7 +286,7 @@ func (r addrRecorder) AddPeer(id uint64, addr string) {
 func TestPromotionKeepsTransportAddress(t *testing.T) {
 	var mu sync.Mutex
 	var calls []string
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 11, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 11, Configure: func(cfg *consensus.Config) {
 		cfg.Transport = addrRecorder{Transport: cfg.Transport, mu: &mu, calls: &calls, self: cfg.ID}
 	}})
 	ctx := ctxT(t, 60*time.Second)

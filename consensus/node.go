@@ -20,10 +20,12 @@ import (
 // Node is one member of a replicated state machine group. All methods are
 // safe for concurrent use.
 //
-// Start starts four goroutines: the raft loop (ticks, messages, persistence),
-// the apply loop (feeds committed commands to the StateMachine), the event
-// loop (Config.OnEvent), and, while one runs, a snapshot writer and one
-// snapshot sender per lagging peer. Close stops them all.
+// Start starts these goroutines: the raft loop (ticks, messages, and in
+// StorageInline mode persistence), the persist loop (StoragePipelined mode:
+// log writes and syncs), the apply loop (feeds committed commands to the
+// StateMachine), the event loop (Config.OnEvent), and, while one runs, a
+// snapshot writer and one snapshot sender per lagging peer. Close stops them
+// all.
 type Node struct {
 	cfg   Config
 	id    uint64
@@ -34,7 +36,19 @@ type Node struct {
 	tr    Transport
 	epoch uint64
 
-	rn *raft.RawNode // raft goroutine only
+	rn   *raft.RawNode // raft goroutine only
+	pipe *pipeline     // StoragePipelined only
+	// persisting counts log writes with entries handed to the persist
+	// goroutine and not yet completed; propHeld notes proposals held back
+	// meanwhile (raft goroutine only).
+	persisting int
+	propHeld   bool
+	// farewells are messages telling members just removed by a change
+	// applied here how far the log is committed; removedPeers maps each
+	// such member to the tick at which it leaves the transport (raft
+	// goroutine only).
+	farewells    []*raftpb.Message
+	removedPeers map[uint64]uint64
 
 	// proposals
 	propMu     sync.Mutex
@@ -197,6 +211,9 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		}
 		n.logs, n.snaps = ls, ss
 	}
+	if c.wrapLog != nil {
+		n.logs = c.wrapLog(n.logs)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -225,6 +242,10 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	}
 	if c.ReadMode == ReadLease {
 		rc.ReadOnlyOption = raft.ReadOnlyLeaseBased
+	}
+	if c.StorageMode == StoragePipelined {
+		rc.AsyncStorageWrites = true
+		n.pipe = newPipeline(int(min(4*c.MaxMsgBytes, 1<<30)))
 	}
 	rn, err := newRawNode(rc)
 	if err != nil {
@@ -255,6 +276,10 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	go n.runRaft()
 	go n.runApply(ap)
 	go n.runEvents()
+	if n.pipe != nil {
+		n.wg.Add(1)
+		go n.runPersist(cloneHS(hs))
+	}
 	return n, nil
 }
 
@@ -540,6 +565,10 @@ func (n *Node) runRaft() {
 	}()
 	ticker := n.cfg.Clock.NewTimer(n.cfg.TickInterval)
 	defer ticker.Stop()
+	var persisted chan struct{} // nil (never ready) in the inline mode
+	if n.pipe != nil {
+		persisted = n.pipe.outC
+	}
 	for {
 		select {
 		case <-n.stopC:
@@ -549,29 +578,24 @@ func (n *Node) runRaft() {
 			n.rn.Tick()
 			n.tickCount++
 			n.retryReads()
+			n.dropRemovedPeers()
 			if n.tickCount%uint64(n.cfg.ElectionTicks) == 0 {
 				n.resubmit(false)
 			}
 		case msgs := <-n.recvC:
 			n.step(msgs)
-			// Take whatever else has arrived so it lands in one Ready.
-			for more := true; more; {
-				select {
-				case msgs := <-n.recvC:
-					n.step(msgs)
-				default:
-					more = false
-				}
-			}
 		case <-n.propC:
-			n.submitProposals()
+			n.offerProposals()
 		case <-n.readC:
 			n.submitReads()
 		case f := <-n.opC:
 			f()
 		case d := <-n.snapDoneC:
 			n.snapshotTaken(d)
+		case <-persisted:
+			n.persistResults()
 		}
+		n.drainInputs(persisted)
 		if n.rn.HasReady() {
 			if err := n.handleReady(); err != nil {
 				n.fail(err)
@@ -581,8 +605,42 @@ func (n *Node) runRaft() {
 	}
 }
 
+// maxDrain bounds the inputs drainInputs takes before the next Ready.
+const maxDrain = 64
+
+// drainInputs takes the messages, proposals, reads and write completions
+// already waiting, without blocking, so that they land in one Ready: fewer,
+// larger Readies mean fewer messages and log writes per command.
+func (n *Node) drainInputs(persisted chan struct{}) {
+	for range maxDrain {
+		select {
+		case msgs := <-n.recvC:
+			n.step(msgs)
+		case <-n.propC:
+			n.offerProposals()
+		case <-n.readC:
+			n.submitReads()
+		case <-persisted:
+			n.persistResults()
+		default:
+			return
+		}
+	}
+}
+
+// persistResults runs what the persist goroutine handed back.
+func (n *Node) persistResults() {
+	for _, f := range n.pipe.results() {
+		f()
+	}
+}
+
 func (n *Node) step(msgs []*raftpb.Message) {
 	for _, m := range msgs {
+		if _, gone := n.removedPeers[m.GetFrom()]; gone {
+			n.farewellAck(m)
+			continue
+		}
 		if err := n.rn.Step(m); err != nil {
 			continue // unknown peer, local message type: dropped
 		}
@@ -710,6 +768,10 @@ func (n *Node) handleReady() error {
 		n.stateMu.Unlock()
 	}
 	n.registerEntries(rd.Entries)
+	if n.pipe != nil {
+		n.handleReadyPipelined(rd)
+		return nil
+	}
 
 	leader := n.rn.BasicStatus().RaftState == raft.StateLeader
 	if leader {
@@ -755,6 +817,10 @@ func (n *Node) handleReady() error {
 func (n *Node) dispatchCommitted(rd raft.Ready) {
 	confs := n.applyConfChanges(rd.CommittedEntries)
 	n.resolveReads(rd.ReadStates)
+	if len(n.farewells) > 0 {
+		n.send(n.farewells)
+		n.farewells = nil
+	}
 	if !raft.IsEmptySnap(rd.Snapshot) || len(rd.CommittedEntries) > 0 {
 		item := applyItem{ents: rd.CommittedEntries, confs: confs}
 		if !raft.IsEmptySnap(rd.Snapshot) {
@@ -856,6 +922,7 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 		default:
 			continue
 		}
+		n.farewell(cc.AsV2())
 		cs := n.rn.ApplyConfChange(cc)
 		ca := confApplied{cs: proto.Clone(cs).(*raftpb.ConfState)}
 		v2 := cc.AsV2()
@@ -885,6 +952,7 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 				n.addrs[id] = addr
 				ca.members = append(ca.members, Member{ID: id, Addr: addr, Learner: ch.GetType() == raftpb.ConfChangeAddLearnerNode})
 				if id != n.id {
+					delete(n.removedPeers, id)
 					n.tr.AddPeer(id, addr)
 				}
 			case raftpb.ConfChangeRemoveNode:
@@ -906,7 +974,13 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 					n.removed.Store(true)
 					n.log.Warn("consensus: this member was removed from the group")
 				} else {
-					n.tr.RemovePeer(id)
+					// The transport keeps the peer a little longer, so
+					// that the messages already queued for it and the
+					// farewell tell it that it was removed.
+					if n.removedPeers == nil {
+						n.removedPeers = make(map[uint64]uint64)
+					}
+					n.removedPeers[id] = n.tickCount + uint64(n.cfg.ElectionTicks)
 				}
 			}
 		}
@@ -919,6 +993,67 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 		out[e.GetIndex()] = ca
 	}
 	return out
+}
+
+// farewell, on the leader, prepares a heartbeat for each voter or learner
+// that cc removes, carrying the commit index as far as that member's log is
+// known to match. raft stops replicating to a member once the change that
+// removes it is applied, and the message that would have told it the
+// change committed may never have left (its flow was paused, say): without
+// this it would never apply its own removal and would wait, leaderless,
+// forever.
+func (n *Node) farewell(cc *raftpb.ConfChangeV2) {
+	st := n.rn.Status()
+	if st.RaftState != raft.StateLeader {
+		return
+	}
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		if ch.GetType() != raftpb.ConfChangeRemoveNode || id == n.id {
+			continue
+		}
+		pr, ok := st.Progress[id]
+		if !ok {
+			continue
+		}
+		n.farewells = append(n.farewells, &raftpb.Message{
+			Type:   raftpb.MsgHeartbeat.Enum(),
+			To:     new(id),
+			From:   new(n.id),
+			Term:   new(st.HardState.GetTerm()),
+			Commit: new(min(pr.Match, st.HardState.GetCommit())),
+		})
+	}
+}
+
+// farewellAck answers a member removed here that acknowledges entries
+// (raft no longer tracks it) with the commit index as far as its log
+// matches, so that it learns of its removal even if it had not yet received
+// the change when the change was applied.
+func (n *Node) farewellAck(m *raftpb.Message) {
+	st := n.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader || m.GetType() != raftpb.MsgAppResp || m.GetReject() ||
+		m.GetTerm() != st.HardState.GetTerm() {
+		return
+	}
+	n.send([]*raftpb.Message{{
+		Type:   raftpb.MsgHeartbeat.Enum(),
+		To:     new(m.GetFrom()),
+		From:   new(n.id),
+		Term:   new(st.HardState.GetTerm()),
+		Commit: new(min(m.GetIndex(), st.HardState.GetCommit())),
+	}})
+}
+
+// dropRemovedPeers takes members removed an election timeout ago out of
+// the transport.
+func (n *Node) dropRemovedPeers() {
+	for id, at := range n.removedPeers {
+		if n.tickCount >= at {
+			delete(n.removedPeers, id)
+			n.tr.RemovePeer(id)
+		}
+	}
 }
 
 // send marshals msgs on the raft goroutine (raft may reuse entries after
@@ -1113,13 +1248,17 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 func (n *Node) snapshotTaken(d snapshotDone) {
 	n.snapRunning.Store(false)
 	wake(n.applyC) // a forced snapshot may be waiting for this one
-	if d.err != nil || d.meta.GetIndex() >= n.snapNeededIdx {
-		// On failure raft falls back to the previous snapshot; the next
-		// membership change or threshold takes a new one.
-		defer n.snapNeeded.Store(false)
-	}
 	if d.err != nil {
+		// raft falls back to the previous snapshot; the next membership
+		// change or threshold takes a new one.
+		n.snapNeeded.Store(false)
 		n.log.Warn("consensus: snapshot failed", "err", d.err)
+		return
+	}
+	if n.pipe != nil {
+		// Recorded by the persist goroutine, in order with the writes
+		// queued before it.
+		n.pipe.push(persistJob{snap: d.meta}, n.stopC)
 		return
 	}
 	if n.persistedCommit < d.meta.GetIndex() {
@@ -1141,6 +1280,16 @@ func (n *Node) snapshotTaken(d snapshotDone) {
 			n.fail(fmt.Errorf("consensus: compact log: %w", err))
 			return
 		}
+	}
+	n.snapshotRecorded(d.meta)
+}
+
+// snapshotRecorded runs on the raft loop once the log records a snapshot
+// taken here.
+func (n *Node) snapshotRecorded(meta *raftpb.SnapshotMetadata) {
+	idx := meta.GetIndex()
+	if idx >= n.snapNeededIdx {
+		n.snapNeeded.Store(false)
 	}
 	n.stats.snapshotsTaken.Add(1)
 	n.log.Debug("consensus: snapshot taken", "index", idx)

@@ -15,7 +15,7 @@ func TestLeaseReadsAndStaleReads(t *testing.T) {
 	// Member 3 runs on a fake clock: it never ticks, so it never campaigns
 	// and stays a follower, and the test decides how old its view is.
 	fake := clocktest.NewFake(time.Unix(0, 0))
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 15, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 15, Configure: func(cfg *consensus.Config) {
 		cfg.ReadMode = consensus.ReadLease
 		if cfg.ID == 3 {
 			cfg.Clock = fake
@@ -65,7 +65,7 @@ func TestLeaseReadsAndStaleReads(t *testing.T) {
 func TestEventsAndStatus(t *testing.T) {
 	var mu sync.Mutex
 	kinds := map[consensus.EventKind]int{}
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 16, Configure: func(cfg *consensus.Config) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 16, Configure: func(cfg *consensus.Config) {
 		cfg.SnapshotEntries = 10
 		cfg.TrailingEntries = 2
 		if cfg.ID == 1 {

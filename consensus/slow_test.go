@@ -27,7 +27,7 @@ func (g *gatedKV) Apply(cmds []consensus.Command) error {
 
 func TestSlowStateMachineDoesNotStallRaft(t *testing.T) {
 	sms := map[uint64]*gatedKV{}
-	c := consensustest.NewCluster(t, 3, consensustest.ClusterOptions{Seed: 14,
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 14,
 		NewStateMachine: func(id uint64) consensus.StateMachine {
 			g := &gatedKV{KV: consensustest.NewKV(), gate: make(chan struct{})}
 			sms[id] = g

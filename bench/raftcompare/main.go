@@ -51,8 +51,20 @@ func main() {
 	clientList := flag.String("clients", "1,16,64,256", "proposer counts")
 	base := flag.String("dir", "", "directory for data (default: a temporary directory)")
 	snapEntries := flag.Uint64("snapshot-entries", 0, "distkit Config.SnapshotEntries (0: library default)")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the distkit runs to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the first mode's distkit runs to this file")
+	modeList := flag.String("modes", "pipelined,inline", "distkit Config.StorageMode values to run, in order")
 	flag.Parse()
+	var modes []consensus.StorageMode
+	for _, s := range strings.Split(*modeList, ",") {
+		switch strings.TrimSpace(s) {
+		case "pipelined":
+			modes = append(modes, consensus.StoragePipelined)
+		case "inline":
+			modes = append(modes, consensus.StorageInline)
+		default:
+			log.Fatalf("bad -modes %q: want pipelined and/or inline", *modeList)
+		}
+	}
 	var clients []int
 	for _, s := range strings.Split(*clientList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -69,44 +81,67 @@ func main() {
 
 	fs := measureFsync(filepath.Join(dir, "fsync"), time.Second)
 
-	ours, err := startOurs(filepath.Join(dir, "distkit"), *snapEntries)
-	if err != nil {
-		log.Fatal(err)
+	var ours []*oursCluster
+	for _, m := range modes {
+		c, err := startOurs(filepath.Join(dir, "distkit-"+m.String()), *snapEntries, m)
+		if err != nil {
+			log.Fatal(err)
+		}
+		ours = append(ours, c)
 	}
 	theirs, err := startHashicorp(filepath.Join(dir, "hashicorp"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	var results []result
+	// Per proposer count: one result per distkit mode, then hashicorp's.
+	var results [][]result
 	for _, c := range clients {
-		if *cpuprofile != "" {
-			f, err := os.Create(fmt.Sprintf("%s.%d", *cpuprofile, c))
-			if err != nil {
-				log.Fatal(err)
+		var row []result
+		for i, o := range ours {
+			if *cpuprofile != "" && i == 0 {
+				f, err := os.Create(fmt.Sprintf("%s.%d", *cpuprofile, c))
+				if err != nil {
+					log.Fatal(err)
+				}
+				_ = pprof.StartCPUProfile(f)
 			}
-			_ = pprof.StartCPUProfile(f)
+			row = append(row, run("distkit "+o.mode.String(), c, *warm, *dur, o.propose))
+			if *cpuprofile != "" && i == 0 {
+				pprof.StopCPUProfile()
+			}
 		}
-		results = append(results, run("distkit/consensus", c, *warm, *dur, ours.propose))
-		if *cpuprofile != "" {
-			pprof.StopCPUProfile()
-		}
-		results = append(results, run("hashicorp/raft+raft-wal", c, *warm, *dur, theirs.propose))
+		row = append(row, run("hashicorp/raft+raft-wal", c, *warm, *dur, theirs.propose))
+		results = append(results, row)
 	}
-	ours.close()
+	for _, o := range ours {
+		o.close()
+	}
 	theirs.close()
 
 	fmt.Printf("disk fsync (4 KiB write + fdatasync, 1 writer): %.0f/s, p50 %v\n\n", fs.rate(), fs.p50)
 	fmt.Printf("%-24s %8s %12s %10s %10s %7s\n", "system", "clients", "proposals/s", "p50", "p99", "errors")
-	for _, r := range results {
-		fmt.Printf("%-24s %8d %12.0f %10v %10v %7d\n", r.system, r.clients, r.rate(), r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs)
+	for _, row := range results {
+		for _, r := range row {
+			fmt.Printf("%-24s %8d %12.0f %10v %10v %7d\n", r.system, r.clients, r.rate(), r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errs)
+		}
 	}
 	fmt.Println()
-	for i := 0; i+1 < len(results); i += 2 {
-		a, b := results[i], results[i+1]
-		fmt.Printf("clients %3d: throughput ratio %.2fx, p99 ratio %.2fx (distkit/hashicorp)\n",
-			a.clients, a.rate()/b.rate(), float64(a.p99)/float64(b.p99))
+	for _, row := range results {
+		h := row[len(row)-1]
+		for _, r := range row[:len(row)-1] {
+			fmt.Printf("clients %3d: %-18s throughput %.2fx, p99 %.2fx of hashicorp's\n",
+				r.clients, r.system, r.rate()/h.rate(), float64(r.p99)/float64(h.p99))
+		}
+		if len(row) == 3 {
+			a, b := row[0], row[1]
+			fmt.Printf("clients %3d: %s/%s throughput %.2fx, p99 %.2fx\n",
+				a.clients, ours[0].mode, ours[1].mode, a.rate()/b.rate(), float64(a.p99)/float64(b.p99))
+		}
 	}
-	fmt.Printf("\ndistkit proposal batches: %s\n", ours.batchInfo())
+	fmt.Println()
+	for _, o := range ours {
+		fmt.Printf("distkit %s: %s\n", o.mode, o.batchInfo())
+	}
 }
 
 // run drives propose from n goroutines for warm+dur and measures dur.
@@ -220,10 +255,11 @@ func (s *nopSM) Snapshot() (consensus.SnapshotWriter, error) { return emptySnap{
 func (s *nopSM) Restore(r io.Reader) error                   { _, err := io.Copy(io.Discard, r); return err }
 
 type oursCluster struct {
+	mode  consensus.StorageMode
 	nodes []*consensus.Node
 }
 
-func startOurs(dir string, snapEntries uint64) (*oursCluster, error) {
+func startOurs(dir string, snapEntries uint64, mode consensus.StorageMode) (*oursCluster, error) {
 	var trs []*tcpTransport
 	var members []consensus.Member
 	for id := uint64(1); id <= 3; id++ {
@@ -234,7 +270,7 @@ func startOurs(dir string, snapEntries uint64) (*oursCluster, error) {
 		trs = append(trs, tr)
 		members = append(members, consensus.Member{ID: id, Addr: tr.Addr()})
 	}
-	c := &oursCluster{}
+	c := &oursCluster{mode: mode}
 	for i, tr := range trs {
 		n, err := consensus.Start(consensus.Config{
 			ID:              uint64(i + 1),
@@ -242,6 +278,7 @@ func startOurs(dir string, snapEntries uint64) (*oursCluster, error) {
 			Bootstrap:       members,
 			Transport:       tr,
 			SnapshotEntries: snapEntries,
+			StorageMode:     mode,
 		}, &nopSM{})
 		if err != nil {
 			return nil, err

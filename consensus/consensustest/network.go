@@ -45,7 +45,11 @@ type Network struct {
 	faults    Faults
 	endpoints map[uint64]*endpoint
 	cut       map[[2]uint64]bool // directed links that are down
-	stats     NetStats
+	// dropped are directed links whose sender removed the receiver from
+	// its transport; like a real transport's, they lose the messages
+	// still queued on them.
+	dropped map[[2]uint64]bool
+	stats   NetStats
 }
 
 // NewNetwork returns a perfect network whose fault decisions derive from seed.
@@ -55,6 +59,7 @@ func NewNetwork(seed uint64) *Network {
 		clk:       clock.Real,
 		endpoints: make(map[uint64]*endpoint),
 		cut:       make(map[[2]uint64]bool),
+		dropped:   make(map[[2]uint64]bool),
 	}
 }
 
@@ -193,8 +198,17 @@ func (e *endpoint) Start(h consensus.Handler) error {
 	return nil
 }
 
-func (e *endpoint) AddPeer(uint64, string) {}
-func (e *endpoint) RemovePeer(uint64)      {}
+func (e *endpoint) AddPeer(id uint64, _ string) {
+	e.net.mu.Lock()
+	delete(e.net.dropped, [2]uint64{e.id, id})
+	e.net.mu.Unlock()
+}
+
+func (e *endpoint) RemovePeer(id uint64) {
+	e.net.mu.Lock()
+	e.net.dropped[[2]uint64{e.id, id}] = true
+	e.net.mu.Unlock()
+}
 
 func (e *endpoint) Close() error {
 	e.once.Do(func() {
@@ -223,7 +237,7 @@ func (e *endpoint) Send(msgs []consensus.Message) {
 	for _, m := range msgs {
 		n.stats.Sent++
 		dst := n.endpoints[m.To]
-		if dst == nil || n.cut[[2]uint64{e.id, m.To}] {
+		if dst == nil || n.cut[[2]uint64{e.id, m.To}] || n.dropped[[2]uint64{e.id, m.To}] {
 			n.stats.Dropped++
 			unreachable = append(unreachable, m.To)
 			continue
@@ -292,7 +306,7 @@ func (e *endpoint) run() {
 			e.net.mu.Lock()
 			kept := batch[:0]
 			for _, m := range batch {
-				if e.net.cut[[2]uint64{m.From, e.id}] {
+				if link := [2]uint64{m.From, e.id}; e.net.cut[link] || e.net.dropped[link] {
 					e.net.stats.Dropped++
 					continue
 				}

@@ -254,18 +254,20 @@ func checkHistory(t *testing.T, c *cluster, h *history, keys []string, acked *sy
 }
 
 // setAfter reports whether a SET of key may have been applied after the
-// append of v (so v need not be in the final value).
+// append of v (so v need not be in the final value): any SET that had not
+// returned before the append was called may take effect after it, even one
+// that returned before the append did.
 func setAfter(h *history, key, v string) bool {
-	var appendRet int64 = -1
+	var appendCall int64 = -1
 	for _, op := range h.ops {
 		in := op.Input.(kvIn)
 		if in.key == key && in.op == "append" && in.value == v {
-			appendRet = op.Return
+			appendCall = op.Call
 		}
 	}
 	for _, op := range h.ops {
 		in := op.Input.(kvIn)
-		if in.key == key && in.op == "set" && op.Return > appendRet {
+		if in.key == key && in.op == "set" && op.Return > appendCall {
 			return true
 		}
 	}
