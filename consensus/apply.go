@@ -64,6 +64,7 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 			return err
 		}
 		n.snaps.Prune(ap.applied)
+		n.forgetBelow(ap.applied)
 		n.restoredMembers(ap.rs.members)
 		n.publishApplied(ap.applied)
 		n.emit(Event{Kind: EventSnapshotRestored, Index: ap.applied})
@@ -177,8 +178,12 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 	return nil
 }
 
-// checkOverwritten fails the proposal that was seen at idx if the entry now
-// committed there is a different one: that proposal can never commit.
+// checkOverwritten handles the proposal that was seen at idx if the entry
+// now committed there is a different one. A membership change then can
+// never commit (it is never proposed twice) and fails with ErrDropped. A
+// command may still commit through another copy (a forward duplicated or
+// delayed on its way to a later leader, or a resubmission), so it is
+// proposed again: whichever copy commits first applies, once.
 func (n *Node) checkOverwritten(idx, seq uint64, ours bool) {
 	n.propMu.Lock()
 	s, ok := n.byIndex[idx]
@@ -190,16 +195,54 @@ func (n *Node) checkOverwritten(idx, seq uint64, ours bool) {
 	var p *proposal
 	if !ours || s != seq {
 		p = n.waiters[s]
-		if p != nil && p.index == idx {
-			delete(n.waiters, s)
-		} else {
+		switch {
+		case p == nil || p.index != idx:
 			p = nil
+		case p.cc == nil:
+			p.index, p.lost = 0, true
+			n.lostEntries.Store(true)
+			p = nil
+		default:
+			delete(n.waiters, s)
 		}
 	}
 	n.propMu.Unlock()
 	if p != nil {
 		n.stats.dropped.Add(1)
 		p.finish(nil, fmt.Errorf("%w: another entry committed at index %d", ErrDropped, idx))
+	}
+}
+
+// forgetBelow handles this member's proposals seen in the log at or below
+// a snapshot just installed: their entries were not applied one by one, so
+// whether they are part of the snapshot is unknown. Commands are proposed
+// again (a copy of one already applied is recognized as a duplicate and
+// answered with ErrUnknownOutcome); membership changes fail with
+// ErrUnknownOutcome.
+func (n *Node) forgetBelow(index uint64) {
+	var unknown []*proposal
+	n.propMu.Lock()
+	for idx, s := range n.byIndex {
+		if idx > index {
+			continue
+		}
+		delete(n.byIndex, idx)
+		p := n.waiters[s]
+		if p == nil || p.index != idx {
+			continue
+		}
+		if p.cc != nil {
+			delete(n.waiters, s)
+			unknown = append(unknown, p)
+			continue
+		}
+		p.index, p.lost = 0, true
+		n.lostEntries.Store(true)
+	}
+	n.propMu.Unlock()
+	for _, p := range unknown {
+		n.stats.unknown.Add(1)
+		p.finish(nil, fmt.Errorf("%w: snapshot installed over index %d", ErrUnknownOutcome, index))
 	}
 }
 
@@ -219,9 +262,11 @@ func (n *Node) answer(cmds []Command, results []pendingResult) {
 		p.index = pr.index
 		switch {
 		case pr.drop:
-			// The first copy answered already; a lone stale copy means
-			// the original was refused.
-			p.finish(nil, fmt.Errorf("%w: stale duplicate", ErrDropped))
+			// A copy of a command applied before (inside a snapshot this
+			// member installed, or too long ago to tell): its result is
+			// not known here.
+			n.stats.unknown.Add(1)
+			p.finish(nil, fmt.Errorf("%w: duplicate of a command applied earlier", ErrUnknownOutcome))
 		case pr.saved != nil:
 			p.index = pr.saved.index
 			if pr.saved.isErr {

@@ -53,8 +53,8 @@
 //  5. Make Snapshot cheap and point-in-time: its SnapshotWriter runs
 //     concurrently with later Apply calls. Make Restore replace the whole
 //     state.
-//  6. Handle proposal outcomes: ErrDropped means the command was never
-//     appended (retry freely); ErrUnknownOutcome means it may still apply
+//  6. Handle proposal outcomes: ErrDropped means the command will never
+//     apply (retry freely); ErrUnknownOutcome means it may still apply
 //     (retry only with WithRequestID, which the group deduplicates in its
 //     replicated state); ErrBusy means back off.
 //  7. Read through the node, not around it: ReadBarrier before a

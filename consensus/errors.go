@@ -12,8 +12,9 @@ var (
 	// has failed. A proposal in flight when the node stops also wraps
 	// ErrUnknownOutcome; one never handed to raft also wraps ErrDropped.
 	ErrStopped = errors.New("consensus: node stopped")
-	// ErrDropped means the proposal was never appended to the log: it will
-	// not be applied, and retrying it is safe.
+	// ErrDropped means the proposal will never be applied, so retrying it
+	// is safe: it was never handed to raft, the leader refused it, or (a
+	// membership change) another entry committed in its place.
 	ErrDropped = errors.New("consensus: proposal dropped")
 	// ErrUnknownOutcome means the proposal may or may not be applied (for
 	// example the caller's context ended after it was forwarded to the

@@ -28,11 +28,12 @@ func TestPartitionMinorityCannotCommit(t *testing.T) {
 	}
 	c.Net.Partition([]uint64{old}, rest)
 
-	// The isolated leader cannot commit: its proposal waits, and once the
-	// majority has moved on it is reported dropped.
+	// The isolated leader cannot commit: its proposal waits. Once the
+	// partition heals, the new leader's log overwrites the entry, and the
+	// member proposes the command again: it applies, once.
 	minority := make(chan error, 1)
 	go func() {
-		_, err := c.Node(old).Propose(ctx, consensustest.PutCommand("x", "minority"))
+		_, err := c.Node(old).Propose(ctx, consensustest.AppendCommand("y", "[minority]"))
 		minority <- err
 	}()
 
@@ -51,14 +52,13 @@ func TestPartitionMinorityCannotCommit(t *testing.T) {
 		t.Fatalf("minority proposal finished while partitioned: %v", err)
 	default:
 	}
-	if v, _ := c.KV(old).Get("x"); v != "" {
-		t.Fatalf("minority applied x=%q", v)
+	if v, _ := c.KV(old).Get("y"); v != "" {
+		t.Fatalf("minority applied y=%q while partitioned", v)
 	}
 
 	c.Net.Heal()
-	err = <-minority
-	if !errors.Is(err, consensus.ErrDropped) {
-		t.Fatalf("minority proposal after heal: %v, want ErrDropped", err)
+	if err := <-minority; err != nil {
+		t.Fatalf("minority proposal after heal: %v, want it applied", err)
 	}
 	if _, err := c.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
@@ -72,6 +72,9 @@ func TestPartitionMinorityCannotCommit(t *testing.T) {
 		}
 		if v, _ := c.KV(id).Get("x"); v != "majority4" {
 			t.Fatalf("member %d: x=%q after heal (leader %d)", id, v, lead)
+		}
+		if v, _ := c.KV(id).Get("y"); v != "[minority]" {
+			t.Fatalf("member %d: y=%q after heal, want the minority's append once", id, v)
 		}
 	}
 }
@@ -174,5 +177,59 @@ func TestRequestIDReturnsFirstResult(t *testing.T) {
 	var ce *consensus.CommandError
 	if !errors.As(err, &ce) || !strings.Contains(ce.Msg, "bad KV command") {
 		t.Fatalf("retried bad command error = %v", err)
+	}
+}
+
+// A leader over its uncommitted-bytes limit refuses proposals, and the
+// proposer hears ErrDropped at once rather than waiting out its context.
+func TestUncommittedLimitDropsProposals(t *testing.T) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 12, Configure: func(cfg *consensus.Config) {
+		cfg.MaxUncommittedBytes = 2048
+		cfg.DisableCheckQuorum = true // the isolated leader stays leader
+	}})
+	ctx := ctxT(t, 30*time.Second)
+	lead, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Net.Isolate(lead)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := consensustest.PutCommand("k", strings.Repeat("v", 1500))
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Node(lead).Propose(pctx, cmd)
+		first <- err
+	}()
+	// The first proposal fills the limit; a later one is refused.
+	for c.Node(lead).Stats().Proposals == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("first proposal never handed to raft")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	start := time.Now()
+	var dropped error
+	for dropped == nil && time.Since(start) < 5*time.Second {
+		octx, ocancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.Node(lead).Propose(octx, cmd)
+		ocancel()
+		switch {
+		case errors.Is(err, consensus.ErrDropped):
+			dropped = err
+		case err == nil:
+			t.Fatal("an isolated leader committed a proposal")
+		}
+	}
+	if dropped == nil {
+		t.Fatal("no proposal refused over the uncommitted limit")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("refusal took %v, want it at once", d)
+	}
+	c.Net.Heal()
+	if err := <-first; err != nil {
+		t.Fatalf("first proposal after heal: %v", err)
 	}
 }

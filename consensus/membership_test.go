@@ -191,8 +191,13 @@ func TestSnapshotInstallToLaggingAndNewMember(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c.Node(lead).Stats().SnapshotsTaken == 0 {
-		t.Fatal("no snapshot taken after 100 entries with SnapshotEntries=20")
+	// Snapshots are written off the apply path: wait for the first.
+	for c.Node(lead).Stats().SnapshotsTaken == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no snapshot taken after 100 entries with SnapshotEntries=20")
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	c.Start(lagging)
 	if err := c.Node(lagging).ReadBarrier(ctx); err != nil {
@@ -225,6 +230,48 @@ func TestSnapshotInstallToLaggingAndNewMember(t *testing.T) {
 	}
 	if v, _ := c.KV(4).Get("k99"); v != "99" {
 		t.Fatalf("restarted learner k99=%q", v)
+	}
+}
+
+// A member that catches up by installing a snapshot wakes the callers
+// already waiting for an index the snapshot covers, even when no entry
+// follows it.
+func TestWaitAppliedWakesOnSnapshotInstall(t *testing.T) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 11, Configure: func(cfg *consensus.Config) {
+		cfg.SnapshotEntries = 10
+		cfg.TrailingEntries = 2
+	}})
+	ctx := ctxT(t, 30*time.Second)
+	lead, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if _, err := c.Node(lead).Propose(ctx, consensustest.PutCommand(fmt.Sprint("k", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Start(4)
+	// Wait for index 1 before the learner has applied anything: the
+	// snapshot it will install covers it.
+	waited := make(chan error, 1)
+	go func() { waited <- c.Node(4).WaitApplied(ctx, 1) }()
+	if c.Node(4).Stats().MessagesReceived > 0 {
+		t.Fatal("learner heard from the group before it was added")
+	}
+	if err := c.Node(lead).AddLearner(ctx, 4, ""); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-wctx.Done():
+		t.Fatalf("WaitApplied(1) still waiting with index %d applied from a snapshot (%d received)",
+			c.Node(4).AppliedIndex(), c.Node(4).Stats().SnapshotsReceived)
 	}
 }
 

@@ -72,6 +72,9 @@ type Node struct {
 	addrs           map[uint64]string     // raft goroutine only
 	snapSends       map[uint64]bool       // raft goroutine only
 	removed         atomic.Bool
+	// lostEntries is set when a proposal's entry was overwritten in the
+	// log or skipped by a snapshot, so the raft loop proposes it again.
+	lostEntries atomic.Bool
 	// snapNeeded holds back snapshots for raft to send until one newer
 	// than a membership change that added members exists: an older one
 	// does not list the new member, who would ignore it.
@@ -122,6 +125,7 @@ type proposal struct {
 	taken  bool   // handed to raft (under propMu)
 	tick   uint64 // raft tick of the last hand-over (under propMu)
 	cancel bool   // caller gave up before it was handed to raft (under propMu)
+	lost   bool   // its entry was overwritten: propose it again (under propMu)
 	done   chan struct{}
 	res    []byte
 	err    error
@@ -341,6 +345,7 @@ func (n *Node) recover() (*applyState, error) {
 		if err := n.restore(ap, meta); err != nil {
 			return nil, err
 		}
+		n.applied.Store(ap.applied)
 	}
 	return ap, nil
 }
@@ -421,7 +426,6 @@ func (n *Node) restore(ap *applyState, meta *raftpb.SnapshotMetadata) error {
 	ap.snapIndex = meta.GetIndex()
 	ap.sinceSnap, ap.bytesSnap = 0, 0
 	ap.confState = proto.Clone(meta.GetConfState()).(*raftpb.ConfState)
-	n.applied.Store(ap.applied)
 	return nil
 }
 
@@ -579,7 +583,7 @@ func (n *Node) runRaft() {
 			n.tickCount++
 			n.retryReads()
 			n.dropRemovedPeers()
-			if n.tickCount%uint64(n.cfg.ElectionTicks) == 0 {
+			if n.tickCount%uint64(n.cfg.ElectionTicks) == 0 || n.lostEntries.Load() {
 				n.resubmit(false)
 			}
 		case msgs := <-n.recvC:
@@ -685,6 +689,7 @@ func (n *Node) submitProposals() {
 			continue
 		}
 		ents = append(ents, &raftpb.Entry{Data: p.data})
+		batch = append(batch, p)
 	}
 	n.propMu.Unlock()
 
@@ -710,22 +715,28 @@ func (n *Node) submitProposals() {
 }
 
 // resubmit hands raft again the proposals that were forwarded but never
-// reached this member's log: a forward to a leader that died, or lost on
-// the way. Every copy carries the same (epoch, seq), and the apply loop
-// applies only the first copy that commits, so this never applies a
-// command twice. Without all, only proposals older than an election
-// timeout are resent.
+// reached this member's log (a forward to a leader that died, or lost on
+// the way) and those whose entry was overwritten by a new leader. Every
+// copy carries the same (epoch, seq), and the apply loop applies only the
+// first copy that commits, so this never applies a command twice. Without
+// all, only lost proposals and those older than an election timeout are
+// resent.
 func (n *Node) resubmit(all bool) {
+	if n.rn.BasicStatus().Lead == 0 {
+		return // again once a leader is known (softStateChanged)
+	}
+	n.lostEntries.Store(false)
 	n.propMu.Lock()
 	var ents []*raftpb.Entry
 	for _, p := range n.waiters {
 		if !p.taken || p.cc != nil || p.index != 0 {
 			continue
 		}
-		if !all && n.tickCount-p.tick < uint64(n.cfg.ElectionTicks) {
+		if !all && !p.lost && n.tickCount-p.tick < uint64(n.cfg.ElectionTicks) {
 			continue
 		}
 		p.tick = n.tickCount
+		p.lost = false
 		ents = append(ents, &raftpb.Entry{Data: p.data})
 	}
 	n.propMu.Unlock()
@@ -733,6 +744,8 @@ func (n *Node) resubmit(all bool) {
 		return
 	}
 	n.stats.resubmitted.Add(uint64(len(ents)))
+	// A refusal (a leader over its uncommitted limit, say) leaves them
+	// waiting for the next round.
 	_ = n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.id), Entries: ents})
 }
 

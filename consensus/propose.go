@@ -35,9 +35,12 @@ type Applied struct {
 // been applied on this member, returning the result the state machine set.
 // Any member accepts proposals: a follower forwards them to the leader.
 // While no leader is known (during an election) proposals wait for one
-// until ctx ends, and then fail with ErrDropped.
+// until ctx ends, and then fail with ErrDropped. A command lost on the way
+// to the leader, or whose log entry a new leader overwrote, is proposed
+// again with the same identity while ctx lasts; the group applies only the
+// first copy that commits, so it still applies once.
 //
-// Errors: ErrDropped (never appended; safe to retry), ErrUnknownOutcome (may
+// Errors: ErrDropped (will never apply; safe to retry), ErrUnknownOutcome (may
 // still apply: retry only with WithRequestID), ErrBusy (too many pending
 // proposals), ErrTooLarge, ErrStopped, or the state machine's own error for
 // the command.

@@ -375,7 +375,7 @@ func (m *member) buildWrite(name string, args [][]byte) ([]byte, []byte) {
 }
 
 // write replicates cmd and returns the state machine's reply. Proposals
-// that were never appended (no leader yet, leadership moving, overload)
+// that will never apply (no leader yet, leadership moving, overload)
 // are retried until the request timeout; a proposal whose outcome is
 // unknown is not, unless it carries an idempotency key.
 func (m *member) write(cmd []byte, reqID string) []byte {
