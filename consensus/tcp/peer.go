@@ -93,7 +93,8 @@ func (p *peer) setAddr(addr string) {
 	}
 }
 
-// enqueue appends msgs to the queue. It reports false if any was dropped.
+// enqueue appends the messages of msgs addressed to this peer to its
+// queue, in order. It reports false if any was dropped.
 //
 // Log appends may fill only 7/8 of the queue: the rest is kept for
 // heartbeats, votes and responses, so a burst of appends to a slow
@@ -102,28 +103,31 @@ func (p *peer) enqueue(msgs []consensus.Message) bool {
 	cfg := &p.t.cfg
 	appendMsgs := cfg.MaxQueueMessages - cfg.MaxQueueMessages/8
 	appendBytes := cfg.MaxQueueBytes - cfg.MaxQueueBytes/8
-	dropped := 0
+	queued, dropped := 0, 0
 	p.mu.Lock()
-	if p.state == stateDown {
-		dropped = len(msgs)
-	} else {
-		for _, m := range msgs {
-			n := len(m.Payload)
-			switch {
-			case m.From != cfg.ID || m.Kind > consensus.KindHeartbeat || n+1 > cfg.MaxFrameBytes:
-				dropped++
-			case len(p.q) >= cfg.MaxQueueMessages || p.qBytes+n > cfg.MaxQueueBytes:
-				dropped++
-			case m.Kind == consensus.KindAppend && (len(p.q) >= appendMsgs || p.qBytes+n > appendBytes):
-				dropped++
-			default:
-				p.q = append(p.q, m)
-				p.qBytes += n
-			}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.To != p.id {
+			continue
+		}
+		n := len(m.Payload)
+		switch {
+		case p.state == stateDown:
+			dropped++
+		case m.From != cfg.ID || m.Kind > consensus.KindHeartbeat || n+1 > cfg.MaxFrameBytes:
+			dropped++
+		case len(p.q) >= cfg.MaxQueueMessages || p.qBytes+n > cfg.MaxQueueBytes:
+			dropped++
+		case m.Kind == consensus.KindAppend && (len(p.q) >= appendMsgs || p.qBytes+n > appendBytes):
+			dropped++
+		default:
+			p.q = append(p.q, *m)
+			p.qBytes += n
+			queued++
 		}
 	}
 	p.mu.Unlock()
-	if dropped < len(msgs) {
+	if queued > 0 {
 		signal(p.wake)
 	}
 	if dropped > 0 {

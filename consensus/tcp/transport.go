@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,38 +206,32 @@ func (t *Transport) Send(msgs []consensus.Message) {
 	if !t.started.Load() || t.stopped.Load() {
 		return
 	}
+	// Each peer's messages are queued in one operation (one lock, one
+	// wake-up of its writer), in their order in msgs, even when msgs
+	// interleaves peers as raft's messages usually do.
+	var doneBuf [8]uint64
+	done := doneBuf[:0]
 	var unreachable []uint64
-	for i := 0; i < len(msgs); {
+	for i := range msgs {
 		to := msgs[i].To
-		j := i + 1
-		for j < len(msgs) && msgs[j].To == to {
-			j++
+		if slices.Contains(done, to) {
+			continue // queued with the first message to that peer
 		}
-		run := msgs[i:j]
-		i = j
+		done = append(done, to)
 		p := t.peerFor(to)
 		if p == nil {
 			if to != t.cfg.ID && to != 0 {
-				unreachable = appendOnce(unreachable, to)
+				unreachable = append(unreachable, to)
 			}
 			continue
 		}
-		if !p.enqueue(run) {
-			unreachable = appendOnce(unreachable, to)
+		if !p.enqueue(msgs[i:]) {
+			unreachable = append(unreachable, to)
 		}
 	}
 	for _, id := range unreachable {
 		t.h.Unreachable(id)
 	}
-}
-
-func appendOnce(ids []uint64, id uint64) []uint64 {
-	for _, x := range ids {
-		if x == id {
-			return ids
-		}
-	}
-	return append(ids, id)
 }
 
 // peerFor returns the peer for id, creating it from an advertised address
