@@ -225,8 +225,8 @@ func TestUncommittedLimitDropsProposals(t *testing.T) {
 	if dropped == nil {
 		t.Fatal("no proposal refused over the uncommitted limit")
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("refusal took %v, want it at once", d)
+	if errors.Is(dropped, context.DeadlineExceeded) {
+		t.Fatalf("proposal waited out its context (%v), want the leader's refusal", dropped)
 	}
 	c.Net.Heal()
 	if err := <-first; err != nil {
