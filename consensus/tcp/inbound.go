@@ -85,14 +85,19 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 		return
 	}
 	status := t.admit(hs, raw, tc)
-	if _, err := conn.Write(appendResponse(nil, status)); err != nil {
+	if status != statusOK {
+		// Counted before the dialer can read the answer.
 		t.refused.Add(1)
+	}
+	if _, err := conn.Write(appendResponse(nil, status)); err != nil {
+		if status == statusOK {
+			t.refused.Add(1)
+		}
 		log.Warn("tcp: handshake response", "err", err)
 		return
 	}
 	log = log.With("peer", hs.from)
 	if status != statusOK {
-		t.refused.Add(1)
 		log.Warn("tcp: connection refused", "reason", statusText[status], "cluster", hs.cluster, "to", hs.to)
 		return
 	}
