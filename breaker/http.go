@@ -3,40 +3,13 @@ package breaker
 import (
 	"context"
 	"errors"
-	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-)
 
-// parseRetryAfter parses a Retry-After value, delta-seconds or an
-// HTTP-date, into the delay it asks for from now; a past date gives 0. It
-// reports false for anything else.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if v[0] >= '0' && v[0] <= '9' {
-		for i := range len(v) {
-			if v[i] < '0' || v[i] > '9' {
-				return 0, false
-			}
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n > math.MaxInt64/int64(time.Second) {
-			return time.Duration(math.MaxInt64), true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
+	"github.com/distkit/distkit/internal/retryafter"
+)
 
 // StatusError is the error a [Transport] reports to the breaker's
 // classifiers ([WithExclude], [WithIsFailure]) for a 5xx or 429 response.
@@ -127,7 +100,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp != nil {
 		if limit := t.group.cfg.tripMax; limit > 0 &&
 			(resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-			if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && d > 0 {
+			if d, ok := retryafter.Parse(resp.Header.Get("Retry-After"), time.Now()); ok && d > 0 {
 				t.group.Breaker(req.URL.Host).Trip(min(d, limit))
 			}
 		}

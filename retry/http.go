@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/distkit/distkit/internal/retryafter"
 )
 
 // IdempotencyKeyHeader is the request header that makes a [Transport] retry
@@ -275,34 +275,9 @@ func drainClose(body io.ReadCloser, limit int64) {
 	_ = body.Close()
 }
 
-// maxRetryAfterSeconds keeps a delta-seconds value inside time.Duration.
-const maxRetryAfterSeconds = math.MaxInt64 / int64(time.Second)
-
 // ParseRetryAfter parses the value of a Retry-After header, either
 // delta-seconds ("120") or an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"),
 // into the delay it asks for, counted from now for a date. A date in the
 // past gives 0. It reports false for a malformed value. Very large values
 // are clamped to the largest time.Duration.
-func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if v[0] >= '0' && v[0] <= '9' {
-		for i := 0; i < len(v); i++ {
-			if v[i] < '0' || v[i] > '9' {
-				return 0, false
-			}
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n > maxRetryAfterSeconds {
-			return time.Duration(math.MaxInt64), true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) { return retryafter.Parse(v, now) }

@@ -1,11 +1,11 @@
-package breaker
+package retryafter
 
 import (
 	"testing"
 	"time"
 )
 
-func TestParseRetryAfter(t *testing.T) {
+func TestParse(t *testing.T) {
 	now := time.Date(2015, 10, 21, 7, 28, 0, 0, time.UTC)
 	for _, c := range []struct {
 		in   string
@@ -19,27 +19,29 @@ func TestParseRetryAfter(t *testing.T) {
 		{"Wed, 21 Oct 2015 07:00:00 GMT", 0, true},
 		{"99999999999999999999", time.Duration(1<<63 - 1), true},
 		{"-1", 0, false},
+		{"+3", 0, false},
 		{"1.5", 0, false},
 		{"", 0, false},
 		{"later", 0, false},
 	} {
-		d, ok := parseRetryAfter(c.in, now)
+		d, ok := Parse(c.in, now)
 		if d != c.want || ok != c.ok {
-			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", c.in, d, ok, c.want, c.ok)
+			t.Errorf("Parse(%q) = %v, %v; want %v, %v", c.in, d, ok, c.want, c.ok)
 		}
 	}
 }
 
-func FuzzParseRetryAfter(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{"0", "120", " 5 ", "-1", "+3", "1.5", "99999999999999999999",
-		"Wed, 21 Oct 2015 07:28:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "", "x"} {
+		"Wed, 21 Oct 2015 07:28:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+		"", "x", "0x10"} {
 		f.Add(s)
 	}
 	now := time.Date(2015, 10, 21, 7, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, v string) {
-		d, ok := parseRetryAfter(v, now)
+		d, ok := Parse(v, now)
 		if d < 0 || (!ok && d != 0) {
-			t.Fatalf("parseRetryAfter(%q) = %v, %v", v, d, ok)
+			t.Fatalf("Parse(%q) = %v, %v", v, d, ok)
 		}
 	})
 }
