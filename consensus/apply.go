@@ -199,8 +199,7 @@ func (n *Node) checkOverwritten(idx, seq uint64, ours bool) {
 		case p == nil || p.index != idx:
 			p = nil
 		case p.cc == nil:
-			p.index, p.lost = 0, true
-			n.lostEntries.Store(true)
+			n.proposeAgainLocked(p)
 			p = nil
 		default:
 			delete(n.waiters, s)
@@ -211,6 +210,13 @@ func (n *Node) checkOverwritten(idx, seq uint64, ours bool) {
 		n.stats.dropped.Add(1)
 		p.finish(nil, fmt.Errorf("%w: another entry committed at index %d", ErrDropped, idx))
 	}
+}
+
+// proposeAgainLocked marks command p, whose entry is no longer in the log,
+// for the raft loop to propose again on its next tick. propMu is held.
+func (n *Node) proposeAgainLocked(p *proposal) {
+	p.index, p.lost = 0, true
+	n.lostEntries.Store(true)
 }
 
 // forgetBelow handles this member's proposals seen in the log at or below
@@ -236,8 +242,7 @@ func (n *Node) forgetBelow(index uint64) {
 			unknown = append(unknown, p)
 			continue
 		}
-		p.index, p.lost = 0, true
-		n.lostEntries.Store(true)
+		n.proposeAgainLocked(p)
 	}
 	n.propMu.Unlock()
 	for _, p := range unknown {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"math/bits"
 	"sort"
+
+	"github.com/distkit/distkit/internal/wire"
 )
 
 // Entry payload layout (version 1), all integers little-endian:
@@ -94,16 +96,6 @@ func uvarintLen(l uint64) int {
 	return binary.PutUvarint(b[:], l)
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBytes(b, s []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 // encodeMembers encodes a member list (conf change bodies, snapshot headers).
 func encodeMembers(b []byte, ms []Member) []byte {
 	b = binary.AppendUvarint(b, uint64(len(ms)))
@@ -114,7 +106,7 @@ func encodeMembers(b []byte, ms []Member) []byte {
 			l = 1
 		}
 		b = append(b, l)
-		b = appendString(b, m.Addr)
+		b = wire.AppendString(b, m.Addr)
 	}
 	return b
 }
@@ -272,14 +264,14 @@ func (d *dedupWindow) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(d.order)))
 	for _, id := range d.order {
 		r := d.res[id]
-		b = appendString(b, id)
+		b = wire.AppendString(b, id)
 		b = binary.AppendUvarint(b, r.index)
 		if r.isErr {
 			b = append(b, 1)
-			b = appendString(b, r.errMsg)
+			b = wire.AppendString(b, r.errMsg)
 		} else {
 			b = append(b, 0)
-			b = appendBytes(b, r.result)
+			b = wire.AppendBytes(b, r.result)
 		}
 	}
 	return b

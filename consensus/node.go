@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -935,10 +936,10 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 		default:
 			continue
 		}
-		n.farewell(cc.AsV2())
+		v2 := cc.AsV2()
+		n.farewell(v2)
 		cs := n.rn.ApplyConfChange(cc)
 		ca := confApplied{cs: proto.Clone(cs).(*raftpb.ConfState)}
-		v2 := cc.AsV2()
 		var added []Member
 		if h, body, err := decodeEntry(v2.GetContext()); err == nil && h.kind == entryConfChange {
 			added, _ = decodeMembers(bytesReader(body))
@@ -1016,6 +1017,11 @@ func (n *Node) applyConfChanges(ents []*raftpb.Entry) map[uint64]confApplied {
 // this it would never apply its own removal and would wait, leaderless,
 // forever.
 func (n *Node) farewell(cc *raftpb.ConfChangeV2) {
+	if !slices.ContainsFunc(cc.GetChanges(), func(ch *raftpb.ConfChangeSingle) bool {
+		return ch.GetType() == raftpb.ConfChangeRemoveNode && ch.GetNodeId() != n.id
+	}) {
+		return
+	}
 	st := n.rn.Status()
 	if st.RaftState != raft.StateLeader {
 		return
@@ -1025,17 +1031,9 @@ func (n *Node) farewell(cc *raftpb.ConfChangeV2) {
 		if ch.GetType() != raftpb.ConfChangeRemoveNode || id == n.id {
 			continue
 		}
-		pr, ok := st.Progress[id]
-		if !ok {
-			continue
+		if pr, ok := st.Progress[id]; ok {
+			n.farewells = append(n.farewells, n.commitNotice(id, pr.Match, st.HardState))
 		}
-		n.farewells = append(n.farewells, &raftpb.Message{
-			Type:   raftpb.MsgHeartbeat.Enum(),
-			To:     new(id),
-			From:   new(n.id),
-			Term:   new(st.HardState.GetTerm()),
-			Commit: new(min(pr.Match, st.HardState.GetCommit())),
-		})
 	}
 }
 
@@ -1049,13 +1047,21 @@ func (n *Node) farewellAck(m *raftpb.Message) {
 		m.GetTerm() != st.HardState.GetTerm() {
 		return
 	}
-	n.send([]*raftpb.Message{{
+	n.send([]*raftpb.Message{n.commitNotice(m.GetFrom(), m.GetIndex(), st.HardState)})
+}
+
+// commitNotice is a heartbeat from this leader (at hs's term) telling
+// member to how far the log is committed, up to match: the index to which
+// its log is known to match the leader's, beyond which raft must not
+// advance its commit.
+func (n *Node) commitNotice(to, match uint64, hs *raftpb.HardState) *raftpb.Message {
+	return &raftpb.Message{
 		Type:   raftpb.MsgHeartbeat.Enum(),
-		To:     new(m.GetFrom()),
+		To:     new(to),
 		From:   new(n.id),
-		Term:   new(st.HardState.GetTerm()),
-		Commit: new(min(m.GetIndex(), st.HardState.GetCommit())),
-	}})
+		Term:   new(hs.GetTerm()),
+		Commit: new(min(match, hs.GetCommit())),
+	}
 }
 
 // dropRemovedPeers takes members removed an election timeout ago out of
