@@ -269,27 +269,13 @@ func (m *ORMap[K, V]) joinIndexed(o *ORMap[K, V]) {
 		m.buildKeyIndex()
 	}
 	c1, c2 := &m.ctx, &o.ctx
-	var zero V
 	for k, ov := range o.m {
 		for d := range ov.embedDots {
 			if !c1.Contains(d) { // new to m: it survives the join
 				m.keyOf[d] = k
 			}
 		}
-		v, ok := m.m[k]
-		if !ok {
-			v = zero.embedNew()
-		}
-		v.embedJoin(ov, c1, c2)
-		switch {
-		case !v.embedEmpty():
-			if m.m == nil {
-				m.m = map[K]V{}
-			}
-			m.m[k] = v
-		case ok:
-			delete(m.m, k)
-		}
+		m.joinKey(k, ov, c1, c2)
 	}
 	var covered []clock.Dot
 	dotsOf(c2, func(d clock.Dot) {
@@ -316,24 +302,30 @@ func (m *ORMap[K, V]) joinIndexed(o *ORMap[K, V]) {
 	}
 }
 
+// joinKey joins o's value ov for key k into m's, given both contexts; a
+// value left empty removes the key.
+func (m *ORMap[K, V]) joinKey(k K, ov V, c1, c2 *clock.CausalContext) {
+	v, ok := m.m[k]
+	if !ok {
+		var zero V
+		v = zero.embedNew()
+	}
+	v.embedJoin(ov, c1, c2)
+	switch {
+	case !v.embedEmpty():
+		if m.m == nil {
+			m.m = map[K]V{}
+		}
+		m.m[k] = v
+	case ok:
+		delete(m.m, k)
+	}
+}
+
 // join joins o's entries into m's given both contexts.
 func (m *ORMap[K, V]) join(o *ORMap[K, V], c1, c2 *clock.CausalContext) {
-	var zero V
 	for k, ov := range o.m {
-		v, ok := m.m[k]
-		if !ok {
-			v = zero.embedNew()
-		}
-		v.embedJoin(ov, c1, c2)
-		switch {
-		case !v.embedEmpty():
-			if m.m == nil {
-				m.m = map[K]V{}
-			}
-			m.m[k] = v
-		case ok:
-			delete(m.m, k)
-		}
+		m.joinKey(k, ov, c1, c2)
 	}
 	if c2.IsZero() {
 		return
