@@ -17,30 +17,14 @@ var sink int
 func work(context.Context) (int, error) { return 1, nil }
 
 // BenchmarkExecuteClosed measures a successful call through a closed
-// breaker, beside calling the function directly and through gobreaker.
+// breaker, beside calling the function directly. bench/resilience runs it
+// beside gobreaker and failsafe-go.
 func BenchmarkExecuteClosed(b *testing.B) {
 	ctx := context.Background()
 	b.Run("impl=direct", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			v, _ := work(ctx)
-			sink += v
-		}
-	})
-	b.Run("impl=gobreaker/window=fixed", func(b *testing.B) {
-		cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Name: "bench", Interval: breaker.DefaultWindow})
-		b.ReportAllocs()
-		for b.Loop() {
-			v, _ := cb.Execute(func() (int, error) { return work(ctx) })
-			sink += v
-		}
-	})
-	b.Run("impl=gobreaker/window=10buckets", func(b *testing.B) {
-		cb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{Name: "bench",
-			Interval: breaker.DefaultWindow, BucketPeriod: breaker.DefaultWindow / breaker.DefaultWindowBuckets})
-		b.ReportAllocs()
-		for b.Loop() {
-			v, _ := cb.Execute(func() (int, error) { return work(ctx) })
 			sink += v
 		}
 	})
