@@ -145,6 +145,44 @@ func BenchmarkORSet(b *testing.B) {
 	}
 }
 
+// churnSet is what BenchmarkORSetChurn needs of a set of ints.
+type churnSet[S any] interface {
+	Add(int) S
+	Remove(int) S
+	Merge(S)
+	MarshalBinary() ([]byte, error)
+}
+
+// churned builds a set on three replicas that ends with live elements
+// after churn add/remove cycles per live element, every delta delivered to
+// every replica, and returns two of the synced replicas.
+func churned[S churnSet[S]](newSet func(replica string) S, live, churn int) (S, S) {
+	reps := []S{newSet("replica-1"), newSet("replica-2"), newSet("replica-3")}
+	for i := range live * (churn + 1) {
+		r := reps[i%3]
+		d := r.Add(i)
+		if i >= live {
+			d.Merge(r.Remove(i - live))
+		}
+		for _, o := range reps {
+			o.Merge(d)
+		}
+	}
+	return reps[0], reps[1]
+}
+
+// benchChurnMerge measures a full-state merge between two replicas after
+// churn and reports the state size, per live element.
+func benchChurnMerge[S churnSet[S]](b *testing.B, newSet func(string) S, live, churn int) {
+	a, c := churned(newSet, live, churn)
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Merge(c)
+	}
+	b.ReportMetric(encodedLen(b, a), "state-B")
+	b.ReportMetric(encodedLen(b, a)/float64(live), "state-B/elem")
+}
+
 // BenchmarkORSetChurn builds, on three replicas, a set that ends with
 // live elements after churn add/remove cycles per live element, then
 // measures a full-state merge between two synced replicas and reports the
@@ -152,44 +190,10 @@ func BenchmarkORSet(b *testing.B) {
 func BenchmarkORSetChurn(b *testing.B) {
 	const live, churn = 1_000, 10
 	b.Run(fmt.Sprintf("live=%d/cycles=%d/impl=dots", live, live*churn), func(b *testing.B) {
-		reps := []*ORSet[int]{NewORSet[int]("replica-1"), NewORSet[int]("replica-2"), NewORSet[int]("replica-3")}
-		for i := range live * (churn + 1) {
-			r := reps[i%3]
-			d := r.Add(i)
-			if i >= live {
-				d.Merge(r.Remove(i - live))
-			}
-			for _, o := range reps {
-				o.Merge(d)
-			}
-		}
-		a, c := reps[0], reps[1]
-		b.ReportAllocs()
-		for b.Loop() {
-			a.Merge(c)
-		}
-		b.ReportMetric(encodedLen(b, a), "state-B")
-		b.ReportMetric(encodedLen(b, a)/float64(a.Len()), "state-B/elem")
+		benchChurnMerge(b, NewORSet[int], live, churn)
 	})
 	b.Run(fmt.Sprintf("live=%d/cycles=%d/impl=naive", live, live*churn), func(b *testing.B) {
-		reps := []*naiveORSet{newNaiveORSet("replica-1"), newNaiveORSet("replica-2"), newNaiveORSet("replica-3")}
-		for i := range live * (churn + 1) {
-			r := reps[i%3]
-			d := r.Add(i)
-			if i >= live {
-				d.Merge(r.Remove(i - live))
-			}
-			for _, o := range reps {
-				o.Merge(d)
-			}
-		}
-		a, c := reps[0], reps[1]
-		b.ReportAllocs()
-		for b.Loop() {
-			a.Merge(c)
-		}
-		b.ReportMetric(encodedLen(b, a), "state-B")
-		b.ReportMetric(encodedLen(b, a)/float64(live), "state-B/elem")
+		benchChurnMerge(b, newNaiveORSet, live, churn)
 	})
 }
 
