@@ -21,16 +21,18 @@ func encodedLen(b *testing.B, m interface{ MarshalBinary() ([]byte, error) }) fl
 	return float64(len(p))
 }
 
-func filledORSet(n int) *ORSet[int] {
-	s := NewORSet[int]("replica-1")
-	for i := range n {
-		s.Add(i)
-	}
-	return s
+// benchSet is what the OR-Set benchmarks need of a set of ints: ours and
+// the naive one in the tests.
+type benchSet[S any] interface {
+	Add(int) S
+	Remove(int) S
+	Merge(S)
+	MarshalBinary() ([]byte, error)
 }
 
-func filledNaive(n int) *naiveORSet {
-	s := newNaiveORSet("replica-1")
+// filled returns a set of replica-1 holding 0..n-1.
+func filled[S benchSet[S]](newSet func(replica string) S, n int) S {
+	s := newSet("replica-1")
 	for i := range n {
 		s.Add(i)
 	}
@@ -51,112 +53,62 @@ func filledNaive(n int) *naiveORSet {
 // encoded state size per live element after the run.
 func BenchmarkORSet(b *testing.B) {
 	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("op=Add/n=%d/impl=dots", n), func(b *testing.B) {
-			s := filledORSet(n)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Add(n + i%n)
-				i++
-			}
-			b.ReportMetric(encodedLen(b, s.Add(-1)), "delta-B")
-		})
-		b.Run(fmt.Sprintf("op=Add/n=%d/impl=naive", n), func(b *testing.B) {
-			s := filledNaive(n)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Add(n + i%n)
-				i++
-			}
-			b.ReportMetric(encodedLen(b, s.Add(-1)), "delta-B")
-		})
-		b.Run(fmt.Sprintf("op=RemoveAdd/n=%d/impl=dots", n), func(b *testing.B) {
-			s := filledORSet(n)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Remove(i)
-				s.Add(i + n)
-				i++
-			}
-			b.ReportMetric(encodedLen(b, s.Remove(i)), "delta-B")
-			b.ReportMetric(encodedLen(b, s)/float64(s.Len()), "state-B/elem")
-		})
-		b.Run(fmt.Sprintf("op=RemoveAdd/n=%d/impl=naive", n), func(b *testing.B) {
-			s := filledNaive(n)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Remove(i)
-				s.Add(i + n)
-				i++
-			}
-			b.ReportMetric(encodedLen(b, s.Remove(i)), "delta-B")
-			b.ReportMetric(encodedLen(b, s)/float64(n-1), "state-B/elem")
-		})
-		b.Run(fmt.Sprintf("op=MergeDelta/n=%d/impl=dots", n), func(b *testing.B) {
-			s := filledORSet(n)
-			src := NewORSet[int]("replica-2")
-			deltas := make([]*ORSet[int], n)
-			for i := range deltas {
-				deltas[i] = src.Add(n + i)
-			}
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Merge(deltas[i%n])
-				i++
-			}
-		})
-		b.Run(fmt.Sprintf("op=MergeDelta/n=%d/impl=naive", n), func(b *testing.B) {
-			s := filledNaive(n)
-			src := newNaiveORSet("replica-2")
-			deltas := make([]*naiveORSet, n)
-			for i := range deltas {
-				deltas[i] = src.Add(n + i)
-			}
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Merge(deltas[i%n])
-				i++
-			}
-		})
-		b.Run(fmt.Sprintf("op=MergeState/n=%d/impl=dots", n), func(b *testing.B) {
-			s := filledORSet(n)
-			dst := s.Clone()
-			b.ReportAllocs()
-			for b.Loop() {
-				dst.Merge(s)
-			}
-			b.ReportMetric(encodedLen(b, s)/float64(n), "state-B/elem")
-		})
-		b.Run(fmt.Sprintf("op=MergeState/n=%d/impl=naive", n), func(b *testing.B) {
-			s := filledNaive(n)
-			dst := filledNaive(0)
-			dst.Merge(s)
-			b.ReportAllocs()
-			for b.Loop() {
-				dst.Merge(s)
-			}
-			b.ReportMetric(encodedLen(b, s)/float64(n), "state-B/elem")
-		})
+		for _, op := range []string{"Add", "RemoveAdd", "MergeDelta", "MergeState"} {
+			b.Run(fmt.Sprintf("op=%s/n=%d/impl=dots", op, n), func(b *testing.B) {
+				benchORSetOp(b, op, NewORSet[int], n)
+			})
+			b.Run(fmt.Sprintf("op=%s/n=%d/impl=naive", op, n), func(b *testing.B) {
+				benchORSetOp(b, op, newNaiveORSet, n)
+			})
+		}
 	}
 }
 
-// churnSet is what BenchmarkORSetChurn needs of a set of ints.
-type churnSet[S any] interface {
-	Add(int) S
-	Remove(int) S
-	Merge(S)
-	MarshalBinary() ([]byte, error)
+func benchORSetOp[S benchSet[S]](b *testing.B, op string, newSet func(string) S, n int) {
+	s := filled(newSet, n)
+	b.ReportAllocs()
+	i := 0
+	switch op {
+	case "Add":
+		for b.Loop() {
+			s.Add(n + i%n)
+			i++
+		}
+		b.ReportMetric(encodedLen(b, s.Add(-1)), "delta-B")
+	case "RemoveAdd":
+		for b.Loop() {
+			s.Remove(i)
+			s.Add(i + n)
+			i++
+		}
+		b.ReportMetric(encodedLen(b, s.Remove(i)), "delta-B")
+		b.ReportMetric(encodedLen(b, s)/float64(n-1), "state-B/elem")
+	case "MergeDelta":
+		src := newSet("replica-2")
+		deltas := make([]S, n)
+		for i := range deltas {
+			deltas[i] = src.Add(n + i)
+		}
+		for b.Loop() {
+			s.Merge(deltas[i%n])
+			i++
+		}
+	case "MergeState":
+		dst := newSet("replica-1")
+		dst.Merge(s)
+		for b.Loop() {
+			dst.Merge(s)
+		}
+		b.ReportMetric(encodedLen(b, s)/float64(n), "state-B/elem")
+	default:
+		b.Fatalf("unknown op %q", op)
+	}
 }
 
 // churned builds a set on three replicas that ends with live elements
 // after churn add/remove cycles per live element, every delta delivered to
 // every replica, and returns two of the synced replicas.
-func churned[S churnSet[S]](newSet func(replica string) S, live, churn int) (S, S) {
+func churned[S benchSet[S]](newSet func(replica string) S, live, churn int) (S, S) {
 	reps := []S{newSet("replica-1"), newSet("replica-2"), newSet("replica-3")}
 	for i := range live * (churn + 1) {
 		r := reps[i%3]
@@ -173,7 +125,7 @@ func churned[S churnSet[S]](newSet func(replica string) S, live, churn int) (S, 
 
 // benchChurnMerge measures a full-state merge between two replicas after
 // churn and reports the state size, per live element.
-func benchChurnMerge[S churnSet[S]](b *testing.B, newSet func(string) S, live, churn int) {
+func benchChurnMerge[S benchSet[S]](b *testing.B, newSet func(string) S, live, churn int) {
 	a, c := churned(newSet, live, churn)
 	b.ReportAllocs()
 	for b.Loop() {
