@@ -48,7 +48,7 @@ func benchStream(b *testing.B, size int, flushEach bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		tr, err := New(Config{ID: id, Listener: ln})
+		tr, err := New(Config{ID: id, Listener: ln, Secret: benchSecret})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	const size = 64
 	b.Run("impl=transport", func(b *testing.B) {
 		mk := func(id uint64, e *echo) *Transport {
-			tr, err := New(Config{ID: id, ListenAddr: "127.0.0.1:0"})
+			tr, err := New(Config{ID: id, ListenAddr: "127.0.0.1:0", Secret: benchSecret})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -195,3 +195,6 @@ func BenchmarkRoundTrip(b *testing.B) {
 		<-done
 	})
 }
+
+// benchSecret authenticates the benchmarks' plain-TCP transports.
+var benchSecret = []byte("benchmark secret, 32 bytes long.")

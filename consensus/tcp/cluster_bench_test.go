@@ -54,8 +54,9 @@ func benchCluster(b *testing.B, kind string) []*consensus.Node {
 		if kind == "memory" {
 			ln.Close()
 		} else {
-			cfg := Config{ID: id, Listener: ln}
+			cfg := Config{ID: id, Listener: ln, Secret: benchSecret}
 			if ca != nil {
+				cfg.Secret = nil
 				withTLS(ca, ca.issue(b, id, time.Time{}))(&cfg)
 			}
 			t, err := New(cfg)

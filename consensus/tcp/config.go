@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -29,9 +30,14 @@ var (
 	// known address.
 	ErrUnknownPeer = errors.New("tcp: unknown peer")
 	// ErrRefused means the remote end refused the handshake: wrong
-	// cluster, wrong receiver, a removed sender, a certificate that does
-	// not match the sender id, or an unsupported protocol version.
+	// cluster, wrong receiver, an unknown or removed sender, a certificate
+	// that does not match the sender id, or an unsupported protocol
+	// version.
 	ErrRefused = errors.New("tcp: handshake refused")
+	// ErrAuth means a handshake failed authentication: the peer does not
+	// hold the group's Secret, replayed an old handshake, or its
+	// certificate does not name the member it claims to be.
+	ErrAuth = errors.New("tcp: authentication failed")
 	// ErrMalformed means bytes on a connection are not a valid frame; the
 	// connection is closed.
 	ErrMalformed = errors.New("tcp: malformed frame")
@@ -63,6 +69,11 @@ const (
 	DefaultMaxBackoff         = 2 * time.Second
 	DefaultMaxBatchMessages   = 512
 	DefaultMaxConns           = 1024
+	DefaultKeepaliveInterval  = 250 * time.Millisecond
+	DefaultLivenessTimeout    = 2 * time.Second
+
+	// MinSecretBytes is the shortest Config.Secret accepted.
+	MinSecretBytes = 16
 )
 
 // Config configures a Transport. Zero fields take the documented defaults;
@@ -92,7 +103,8 @@ type Config struct {
 	// bytes.
 	AdvertiseAddr string
 
-	// TLS, when set, turns on mutual TLS. It must hold this member's
+	// TLS, when set, turns on mutual TLS (see the package documentation,
+	// "Security"). It must hold this member's
 	// certificate (Certificates or GetCertificate) and the CA pool peers'
 	// certificates chain to (RootCAs; ClientCAs defaults to RootCAs).
 	// Inbound connections must present a client certificate that verifies
@@ -101,14 +113,38 @@ type Config struct {
 	// (so certificates need the member's IP or DNS name as a SAN).
 	// The transport clones it and never modifies the caller's value.
 	TLS *tls.Config
-	// PeerIdentity, when set with TLS, maps a peer's verified leaf
-	// certificate to the one member id it may speak for. The handshake's
-	// sender id (inbound) or the dialed member id (outbound) must match it,
-	// so a member cannot impersonate another even with a valid
-	// certificate. MemberIDFromCertificate reads ids issued with
-	// MemberURI. When nil, any certificate that chains to the CA may speak
-	// for any member.
+	// PeerIdentity maps a peer's verified leaf certificate to the one
+	// member id it may speak for. The handshake's sender id (inbound) and
+	// the dialed member id (outbound) must match it, so a member cannot
+	// impersonate another even with a valid certificate. Default, with
+	// TLS: MemberIDFromCertificate, which reads the id issued with
+	// MemberURI, so a certificate without one is refused. It requires TLS.
 	PeerIdentity func(cert *x509.Certificate) (uint64, error)
+	// InsecureAnyCertificate, with TLS and no PeerIdentity, lets any
+	// certificate that chains to the CA speak for any member: whoever
+	// holds one certificate of the CA can impersonate every member. Use it
+	// only with certificates that cannot name their member.
+	InsecureAnyCertificate bool
+
+	// Secret, when set, is a key shared by every member of the group
+	// (at least MinSecretBytes; 32 random bytes are recommended). Every
+	// connection then opens with a challenge-response handshake
+	// (HMAC-SHA256 over fresh nonces from both ends) in which each end
+	// proves it holds the key, so a party without it can neither send
+	// nor receive raft traffic, and a recorded handshake cannot be
+	// replayed. It authenticates connection set-up only: it does not
+	// encrypt, and it does not bind a member to its id (any holder of the
+	// key may claim any member id) or protect a connection against
+	// someone on the path; TLS does. It may be combined with TLS. The
+	// transport copies it.
+	Secret []byte
+	// AllowUnauthenticated must be set to run with neither TLS nor
+	// Secret. Then nothing is authenticated: anyone who can reach the
+	// listener can claim to be any member this transport knows and inject
+	// raft messages and snapshots, and any listener at a peer's address
+	// receives its traffic. Only for tests and networks where every host
+	// that can reach the port is trusted.
+	AllowUnauthenticated bool
 
 	// DialTimeout bounds connecting to a peer, TLS and handshake included.
 	// Default DefaultDialTimeout.
@@ -117,6 +153,20 @@ type Config struct {
 	// stream frame: a peer that stops reading is disconnected instead of
 	// stalling the stream. Default DefaultIOTimeout.
 	IOTimeout time.Duration
+	// KeepaliveInterval is how often a quiet message stream carries a
+	// keepalive frame in each direction: the sender sends one when it
+	// wrote nothing for an interval, the receiver answers the traffic it
+	// gets at most about once per half interval. Default
+	// DefaultKeepaliveInterval.
+	KeepaliveInterval time.Duration
+	// LivenessTimeout bounds the silence on a message stream: a sender that
+	// heard nothing from the receiver for this long (its link stalled, its
+	// writes piling up in kernel buffers) closes the stream and redials,
+	// and a receiver closes an inbound stream idle for this long. It also
+	// sets TCP_USER_TIMEOUT (Linux) and TCP keepalive on every connection.
+	// At least 4 KeepaliveIntervals. Default DefaultLivenessTimeout.
+	LivenessTimeout time.Duration
+
 	// SnapshotAckTimeout bounds how long SendSnapshot waits, after the last
 	// byte, for the receiver to store the snapshot. Default
 	// DefaultSnapshotAckTimeout.
@@ -186,6 +236,8 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.DialTimeout, DefaultDialTimeout)
 	def(&c.IOTimeout, DefaultIOTimeout)
 	def(&c.SnapshotAckTimeout, DefaultSnapshotAckTimeout)
+	def(&c.KeepaliveInterval, DefaultKeepaliveInterval)
+	def(&c.LivenessTimeout, max(DefaultLivenessTimeout, 4*c.KeepaliveInterval))
 	def(&c.MinBackoff, DefaultMinBackoff)
 	def(&c.MaxBackoff, DefaultMaxBackoff)
 	defInt(&c.MaxQueueMessages, DefaultMaxQueueMessages)
@@ -198,7 +250,8 @@ func (c Config) withDefaults() (Config, error) {
 		c.Clock = clock.Real
 	}
 	switch {
-	case c.DialTimeout < 0, c.IOTimeout < 0, c.SnapshotAckTimeout < 0, c.MinBackoff < 0, c.MaxBackoff < 0:
+	case c.DialTimeout < 0, c.IOTimeout < 0, c.SnapshotAckTimeout < 0, c.MinBackoff < 0, c.MaxBackoff < 0,
+		c.KeepaliveInterval < 0, c.LivenessTimeout < 0:
 		return bad("timeouts and backoffs must be positive")
 	case c.MinBackoff > c.MaxBackoff:
 		return bad("MinBackoff %v exceeds MaxBackoff %v", c.MinBackoff, c.MaxBackoff)
@@ -208,8 +261,22 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("MaxFrameBytes %d outside [64, %d]", c.MaxFrameBytes, math.MaxInt32)
 	case c.SnapshotChunkBytes < 0 || c.SnapshotChunkBytes > c.MaxFrameBytes:
 		return bad("SnapshotChunkBytes %d outside (0, MaxFrameBytes=%d]", c.SnapshotChunkBytes, c.MaxFrameBytes)
+	case c.LivenessTimeout < 4*c.KeepaliveInterval:
+		return bad("LivenessTimeout %v under 4 KeepaliveIntervals (%v)", c.LivenessTimeout, c.KeepaliveInterval)
 	case c.PeerIdentity != nil && c.TLS == nil:
 		return bad("PeerIdentity requires TLS")
+	case c.InsecureAnyCertificate && (c.TLS == nil || c.PeerIdentity != nil):
+		return bad("InsecureAnyCertificate requires TLS and no PeerIdentity")
+	case c.Secret != nil && len(c.Secret) < MinSecretBytes:
+		return bad("Secret of %d bytes, want at least %d", len(c.Secret), MinSecretBytes)
+	case c.TLS == nil && c.Secret == nil && !c.AllowUnauthenticated:
+		return bad("no authentication: set TLS or Secret (or AllowUnauthenticated)")
+	}
+	if c.Secret != nil {
+		c.Secret = bytes.Clone(c.Secret)
+	}
+	if c.TLS != nil && c.PeerIdentity == nil && !c.InsecureAnyCertificate {
+		c.PeerIdentity = MemberIDFromCertificate
 	}
 	if c.TLS != nil {
 		t := c.TLS.Clone()

@@ -38,12 +38,15 @@ func (p printer) Unreachable(id uint64) {}
 // delivered in order on one stream. In a cluster, pass the transports to
 // consensus.Start instead of calling Start, AddPeer and Send yourself.
 func ExampleNew() {
-	t1, err := tcp.New(tcp.Config{ID: 1, ListenAddr: "127.0.0.1:0"})
+	// Every member holds the group's secret (in production: 32 random
+	// bytes from a secrets store, or TLS instead).
+	secret := []byte("example secret, 32 bytes long...")
+	t1, err := tcp.New(tcp.Config{ID: 1, ListenAddr: "127.0.0.1:0", Secret: secret})
 	if err != nil {
 		panic(err)
 	}
 	defer t1.Close()
-	t2, err := tcp.New(tcp.Config{ID: 2, ListenAddr: "127.0.0.1:0"})
+	t2, err := tcp.New(tcp.Config{ID: 2, ListenAddr: "127.0.0.1:0", Secret: secret})
 	if err != nil {
 		panic(err)
 	}
@@ -53,6 +56,7 @@ func ExampleNew() {
 	t1.Start(printer{})
 	t2.Start(printer{done})
 	t1.AddPeer(2, t2.Addr().String()) // messages queue while it connects
+	t2.AddPeer(1, t1.Addr().String()) // t2 accepts only the members it knows
 
 	var msgs []consensus.Message
 	for _, s := range []string{"hello", "world", "bye"} {
@@ -69,8 +73,8 @@ func ExampleNew() {
 }
 
 // Certificates name the member they belong to with MemberURI; a transport
-// with PeerIdentity set to MemberIDFromCertificate lets a peer speak only
-// for that member.
+// with TLS (whose PeerIdentity defaults to MemberIDFromCertificate) lets a
+// peer speak only for that member and refuses certificates that name none.
 func ExampleMemberIDFromCertificate() {
 	// The template a deployment tool signs with the cluster's CA for member 3
 	// (plus the member's IP addresses or DNS names, a key and validity).
@@ -91,13 +95,14 @@ func ExampleMemberIDFromCertificate() {
 }
 
 // A three-member group on loopback, each member with its own TCP
-// transport (add TLS and PeerIdentity to the Config for mutual TLS).
+// transport authenticated by a shared secret (set TLS instead, or as
+// well, for mutual TLS).
 func Example_cluster() {
 	// Listen first so every member knows every address up front.
 	var trs []*tcp.Transport
 	var boot []consensus.Member
 	for id := uint64(1); id <= 3; id++ {
-		tr, err := tcp.New(tcp.Config{ID: id, ListenAddr: "127.0.0.1:0"})
+		tr, err := tcp.New(tcp.Config{ID: id, ListenAddr: "127.0.0.1:0", Secret: []byte("example secret, 32 bytes long...")})
 		if err != nil {
 			panic(err)
 		}

@@ -2,41 +2,66 @@ package tcp
 
 import (
 	"bufio"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/distkit/distkit/consensus"
 )
 
-// Wire format (version 1). All integers are big-endian.
+// Wire format (version 2). All integers are big-endian.
 //
-// A connection starts with a handshake from the dialer:
+// A connection starts (after TLS, when configured) with a hello from the
+// dialer:
 //
-//	magic "DKRT" | version u8 | stream u8 | cluster u64 | from u64 | to u64 | addrLen u8 | addr
+//	magic "DKRT" | version u8 | stream u8 | auth u8 | cluster u64 | from u64 | to u64 |
+//	nonce [32] | addrLen u8 | addr
 //
-// answered by the acceptor with
+// auth is authSecret when the dialer holds a group Secret, else 0. The
+// acceptor answers with a response
 //
 //	magic "DKRT" | version u8 | status u8
+//
+// which, with a Secret, first has status statusChallenge and carries the
+// acceptor's proof:
+//
+//	... | nonce [32] | mac [32]   mac = HMAC(secret, "distkit/tcp/2 acceptor" | hello | nonce)
+//
+// The dialer checks it and sends its own proof
+//
+//	mac [32]                     mac = HMAC(secret, "distkit/tcp/2 dialer" | hello | acceptor nonce | acceptor mac)
+//
+// and the acceptor sends a final response. Both proofs cover both fresh
+// nonces, so no recorded handshake verifies again.
 //
 // After an accepted handshake, both directions carry frames:
 //
 //	length u32 | version<<4 | type u8 | body (length bytes)
 //
-// Message streams carry frameMessage (kind u8 | payload) from dialer to
-// acceptor only. Snapshot streams carry frameSnapHeader (payload), any
-// number of frameSnapChunk (bytes) and one frameSnapEnd (total u64 |
-// crc32c u32) from the dialer, then one frameSnapAck (status u8 | reason)
-// back.
+// Message streams carry frameMessage (kind u8 | payload) and empty
+// frameKeepalive from dialer to acceptor, and empty frameKeepalive back.
+// Snapshot streams carry frameSnapHeader (payload), any number of
+// frameSnapChunk (bytes) and one frameSnapEnd (total u64 | crc32c u32)
+// from the dialer, then one frameSnapAck (status u8 | reason) back.
 
 const (
-	wireVersion = 1
+	wireVersion = 2
 
-	handshakeFixed = 4 + 1 + 1 + 8 + 8 + 8 + 1 // up to addrLen
+	nonceLen       = 32
+	macLen         = sha256.Size
+	handshakeFixed = 4 + 1 + 1 + 1 + 8 + 8 + 8 + nonceLen + 1 // up to addrLen
 	handshakeMax   = handshakeFixed + 255
 	responseLen    = 4 + 1 + 1
+	challengeLen   = nonceLen + macLen
 	frameHeaderLen = 5
 	maxAckReason   = 1 << 10
+
+	// authSecret in a hello says the dialer authenticates with a Secret.
+	authSecret byte = 1
 )
 
 var magic = [4]byte{'D', 'K', 'R', 'T'}
@@ -54,6 +79,7 @@ const (
 	frameSnapChunk  byte = 3
 	frameSnapEnd    byte = 4
 	frameSnapAck    byte = 5
+	frameKeepalive  byte = 6
 )
 
 // Handshake statuses.
@@ -66,6 +92,8 @@ const (
 	statusIdentity
 	statusClosing
 	statusBadStream
+	statusAuth
+	statusChallenge // not final: a challenge follows
 	numStatuses
 )
 
@@ -78,23 +106,28 @@ var statusText = [numStatuses]string{
 	statusIdentity:      "certificate does not match sender id",
 	statusClosing:       "transport closing",
 	statusBadStream:     "unknown stream kind",
+	statusAuth:          "authentication failed",
+	statusChallenge:     "challenge",
 }
 
-// handshake is the first thing a dialer sends.
+// handshake is the hello a dialer sends.
 type handshake struct {
 	stream  byte
+	auth    byte
 	cluster uint64
 	from    uint64
 	to      uint64
+	nonce   [nonceLen]byte
 	addr    string // the sender's advertised listen address, may be empty
 }
 
 func (h handshake) append(b []byte) []byte {
 	b = append(b, magic[:]...)
-	b = append(b, wireVersion, h.stream)
+	b = append(b, wireVersion, h.stream, h.auth)
 	b = binary.BigEndian.AppendUint64(b, h.cluster)
 	b = binary.BigEndian.AppendUint64(b, h.from)
 	b = binary.BigEndian.AppendUint64(b, h.to)
+	b = append(b, h.nonce[:]...)
 	addr := h.addr
 	if len(addr) > 255 {
 		addr = "" // validated in New; never send a truncated address
@@ -103,9 +136,9 @@ func (h handshake) append(b []byte) []byte {
 	return append(b, addr...)
 }
 
-// readHandshake reads and decodes a handshake. It reads at most
-// handshakeMax bytes. A version mismatch is reported as errVersion so the
-// acceptor can answer with statusBadVersion.
+// readHandshake reads and decodes a hello. It reads at most handshakeMax
+// bytes. A version mismatch is reported as errVersion so the acceptor can
+// answer with statusBadVersion.
 func readHandshake(r io.Reader) (handshake, error) {
 	var buf [handshakeMax]byte
 	if _, err := io.ReadFull(r, buf[:handshakeFixed]); err != nil {
@@ -124,8 +157,8 @@ func readHandshake(r io.Reader) (handshake, error) {
 	return h, nil
 }
 
-// decodeHandshakeFixed decodes the fixed part of a handshake and returns
-// the length of the address that follows.
+// decodeHandshakeFixed decodes the fixed part of a hello and returns the
+// length of the address that follows.
 func decodeHandshakeFixed(b []byte) (handshake, int, error) {
 	if len(b) < handshakeFixed {
 		return handshake{}, 0, fmt.Errorf("tcp: short handshake: %w", ErrMalformed)
@@ -138,11 +171,71 @@ func decodeHandshakeFixed(b []byte) (handshake, int, error) {
 	}
 	h := handshake{
 		stream:  b[5],
-		cluster: binary.BigEndian.Uint64(b[6:]),
-		from:    binary.BigEndian.Uint64(b[14:]),
-		to:      binary.BigEndian.Uint64(b[22:]),
+		auth:    b[6],
+		cluster: binary.BigEndian.Uint64(b[7:]),
+		from:    binary.BigEndian.Uint64(b[15:]),
+		to:      binary.BigEndian.Uint64(b[23:]),
 	}
-	return h, int(b[30]), nil
+	if h.auth > authSecret {
+		return handshake{}, 0, fmt.Errorf("tcp: handshake auth mode %d: %w", h.auth, ErrMalformed)
+	}
+	copy(h.nonce[:], b[31:31+nonceLen])
+	return h, int(b[31+nonceLen]), nil
+}
+
+// Domain-separation labels of the two proofs.
+const (
+	acceptorLabel = "distkit/tcp/2 acceptor\x00"
+	dialerLabel   = "distkit/tcp/2 dialer\x00"
+)
+
+// acceptorMAC is the acceptor's proof that it holds secret, bound to the
+// dialer's hello (and so its nonce) and the acceptor's nonce.
+func acceptorMAC(secret, hello []byte, nonce *[nonceLen]byte) [macLen]byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(acceptorLabel))
+	m.Write(hello)
+	m.Write(nonce[:])
+	return [macLen]byte(m.Sum(nil))
+}
+
+// dialerMAC is the dialer's proof, bound to the whole exchange.
+func dialerMAC(secret, hello []byte, ch *challenge) [macLen]byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(dialerLabel))
+	m.Write(hello)
+	m.Write(ch.nonce[:])
+	m.Write(ch.mac[:])
+	return [macLen]byte(m.Sum(nil))
+}
+
+// challenge is what follows a statusChallenge response.
+type challenge struct {
+	nonce [nonceLen]byte
+	mac   [macLen]byte
+}
+
+func (c *challenge) append(b []byte) []byte {
+	b = appendResponse(b, statusChallenge)
+	b = append(b, c.nonce[:]...)
+	return append(b, c.mac[:]...)
+}
+
+func decodeChallenge(b []byte) (challenge, error) {
+	var c challenge
+	if len(b) != challengeLen {
+		return c, fmt.Errorf("tcp: challenge of %d bytes: %w", len(b), ErrMalformed)
+	}
+	copy(c.nonce[:], b)
+	copy(c.mac[:], b[nonceLen:])
+	return c, nil
+}
+
+// newNonce returns fresh random bytes.
+func newNonce() [nonceLen]byte {
+	var n [nonceLen]byte
+	_, _ = rand.Read(n[:]) // crypto/rand.Read never fails
+	return n
 }
 
 func appendResponse(b []byte, status byte) []byte {
@@ -150,30 +243,32 @@ func appendResponse(b []byte, status byte) []byte {
 	return append(b, wireVersion, status)
 }
 
-// readResponse reads the acceptor's answer and returns nil if the
-// handshake was accepted.
-func readResponse(r io.Reader) error {
+// readStatus reads a response and returns its status. The error is nil
+// for statusOK and statusChallenge.
+func readStatus(r io.Reader) (byte, error) {
 	var b [responseLen]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return fmt.Errorf("tcp: read handshake response: %w", err)
+		return 0, fmt.Errorf("tcp: read handshake response: %w", err)
 	}
-	return decodeResponse(b[:])
+	return decodeStatus(b[:])
 }
 
-func decodeResponse(b []byte) error {
+func decodeStatus(b []byte) (byte, error) {
 	if len(b) != responseLen || [4]byte(b[:4]) != magic {
-		return fmt.Errorf("tcp: bad handshake response: %w", ErrMalformed)
+		return 0, fmt.Errorf("tcp: bad handshake response: %w", ErrMalformed)
 	}
 	if b[4] != wireVersion {
-		return fmt.Errorf("tcp: peer speaks protocol version %d: %w", b[4], ErrRefused)
+		return 0, fmt.Errorf("tcp: peer speaks protocol version %d: %w", b[4], ErrRefused)
 	}
 	switch s := b[5]; {
-	case s == statusOK:
-		return nil
+	case s == statusOK, s == statusChallenge:
+		return s, nil
+	case s == statusAuth:
+		return s, fmt.Errorf("tcp: %s: %w", statusText[s], errors.Join(ErrAuth, ErrRefused))
 	case s < numStatuses:
-		return fmt.Errorf("tcp: %s: %w", statusText[s], ErrRefused)
+		return s, fmt.Errorf("tcp: %s: %w", statusText[s], ErrRefused)
 	default:
-		return fmt.Errorf("tcp: status %d: %w", s, ErrRefused)
+		return s, fmt.Errorf("tcp: status %d: %w", s, ErrRefused)
 	}
 }
 
@@ -236,7 +331,7 @@ func decodeFrameHeader(hdr []byte, max int) (typ byte, n int, err error) {
 	if v != wireVersion {
 		return 0, 0, fmt.Errorf("tcp: frame version %d: %w", v, ErrMalformed)
 	}
-	if t < frameMessage || t > frameSnapAck {
+	if t < frameMessage || t > frameKeepalive {
 		return 0, 0, fmt.Errorf("tcp: frame type %d: %w", t, ErrMalformed)
 	}
 	if uint64(l) > uint64(max) {
@@ -302,4 +397,30 @@ func appendAck(b []byte, err error) []byte {
 		reason = reason[:maxAckReason]
 	}
 	return append(append(b, 1), reason...)
+}
+
+// readStep is how much a frame body's buffer grows at a time as its bytes
+// arrive: a peer that announces a large frame and then stalls makes the
+// receiver hold at most this much more than it actually sent.
+const readStep = 64 << 10
+
+// readBody appends the next n bytes of r to dst, growing dst in steps of
+// readStep as they arrive. progress, if not nil, is called after each step
+// but the last (to extend a read deadline). On error, dst is returned
+// without the partial body.
+func readBody(r io.Reader, dst []byte, n int, progress func()) ([]byte, error) {
+	off := len(dst)
+	for left := n; left > 0; {
+		step := min(left, readStep)
+		at := len(dst)
+		dst = append(dst, make([]byte, step)...)
+		if _, err := io.ReadFull(r, dst[at:]); err != nil {
+			return dst[:off], err
+		}
+		left -= step
+		if left > 0 && progress != nil {
+			progress()
+		}
+	}
+	return dst, nil
 }

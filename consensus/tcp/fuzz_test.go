@@ -65,7 +65,7 @@ func FuzzInbound(f *testing.F) {
 		var got []consensus.Message
 		rec := newRecorder()
 		tr := fuzzTransport(rec)
-		err = tr.readMessages(br, hs.from)
+		err = tr.readMessages(nopDeadlines{}, br, hs.from)
 		if err == nil {
 			t.Fatalf("readMessages returned nil at end of input")
 		}
@@ -138,7 +138,9 @@ func FuzzSnapshotStream(f *testing.F) {
 // nopDeadlines is a net.Conn stand-in for the snapshot reader's deadlines.
 type nopDeadlines struct{ net.Conn }
 
-func (nopDeadlines) SetReadDeadline(time.Time) error { return nil }
+func (nopDeadlines) SetReadDeadline(time.Time) error  { return nil }
+func (nopDeadlines) SetWriteDeadline(time.Time) error { return nil }
+func (nopDeadlines) Write(b []byte) (int, error)      { return len(b), nil }
 
 func TestDecodeResponse(t *testing.T) {
 	tests := []struct {

@@ -3,10 +3,13 @@ package tcp
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/distkit/distkit/consensus"
@@ -60,6 +63,7 @@ func (t *Transport) acceptLoop(ctx context.Context) {
 // serve runs the handshake of an inbound connection, then its stream.
 func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 	log := t.log.With("remote", raw.RemoteAddr().String())
+	t.tuneConn(raw)
 	raw.SetDeadline(time.Now().Add(t.cfg.DialTimeout))
 	conn := raw
 	var tc *tls.Conn
@@ -72,8 +76,8 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 			return
 		}
 	}
-	// The dialer sends nothing after its handshake until it is answered,
-	// so reading it unbuffered loses nothing, and costs no buffer for
+	// The dialer sends nothing after its hello until it is answered, so
+	// reading it unbuffered loses nothing, and costs no buffer for
 	// connections that never pass it.
 	hs, err := readHandshake(conn)
 	if err != nil {
@@ -84,10 +88,19 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 		log.Warn("tcp: bad handshake", "err", err)
 		return
 	}
+	if err := t.authenticate(conn, hs); err != nil {
+		t.refused.Add(1)
+		t.authFailures.Add(1)
+		log.Warn("tcp: connection refused: authentication failed", "claims", hs.from, "err", err)
+		return
+	}
 	status := t.admit(hs, raw, tc)
 	if status != statusOK {
 		// Counted before the dialer can read the answer.
 		t.refused.Add(1)
+		if status == statusIdentity {
+			t.authFailures.Add(1)
+		}
 	}
 	if _, err := conn.Write(appendResponse(nil, status)); err != nil {
 		if status == statusOK {
@@ -106,13 +119,16 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 	br := bufio.NewReaderSize(conn, readBufferBytes)
 	switch hs.stream {
 	case streamMessages:
-		err = t.readMessages(br, hs.from)
+		err = t.readMessages(conn, br, hs.from)
 	case streamSnapshot:
 		err = t.receiveSnapshot(ctx, conn, br, hs.from)
 	}
 	switch {
 	case err == nil, ctx.Err() != nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		log.Debug("tcp: inbound stream closed", "err", err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		t.idleTimeouts.Add(1)
+		log.Info("tcp: closing stalled inbound stream", "err", err)
 	case errors.Is(err, ErrMalformed), errors.Is(err, ErrFrameTooLarge):
 		t.badFrames.Add(1)
 		log.Warn("tcp: closing connection: bad frame", "err", err)
@@ -121,8 +137,50 @@ func (t *Transport) serve(ctx context.Context, raw net.Conn) {
 	}
 }
 
+// authenticate runs the acceptor's side of the Secret exchange (see the
+// wire format in frame.go). It returns nil once the dialer proved it holds
+// the Secret, or at once when no Secret is configured and the dialer
+// claims none.
+func (t *Transport) authenticate(conn net.Conn, hs handshake) error {
+	secret := t.cfg.Secret
+	want := byte(0)
+	if secret != nil {
+		want = authSecret
+	}
+	if hs.auth != want {
+		_, _ = conn.Write(appendResponse(nil, statusAuth))
+		if want == 0 {
+			return fmt.Errorf("tcp: peer uses a Secret, this member none: %w", ErrAuth)
+		}
+		return fmt.Errorf("tcp: peer presents no Secret: %w", ErrAuth)
+	}
+	if secret == nil {
+		return nil
+	}
+	hello := hs.append(make([]byte, 0, handshakeMax))
+	ch := challenge{nonce: newNonce()}
+	ch.mac = acceptorMAC(secret, hello, &ch.nonce)
+	if _, err := conn.Write(ch.append(make([]byte, 0, responseLen+challengeLen))); err != nil {
+		return fmt.Errorf("tcp: send challenge: %w", err)
+	}
+	var proof [macLen]byte
+	if _, err := io.ReadFull(conn, proof[:]); err != nil {
+		// A dialer with another Secret rejects our proof and hangs up.
+		return fmt.Errorf("tcp: read proof: %w", err)
+	}
+	expect := dialerMAC(secret, hello, &ch)
+	if !hmac.Equal(proof[:], expect[:]) {
+		_, _ = conn.Write(appendResponse(nil, statusAuth))
+		return fmt.Errorf("tcp: wrong proof of the Secret: %w", ErrAuth)
+	}
+	return nil
+}
+
 // admit checks a handshake and, if it is accepted, records the
-// connection's sender and the address it advertised.
+// connection's sender and the address it advertised. A transport accepts
+// only the members it was told about with AddPeer (and not removed since);
+// one that was told about none yet (a new member waiting to be contacted)
+// accepts any sender that passed authentication.
 func (t *Transport) admit(hs handshake, raw net.Conn, tc *tls.Conn) byte {
 	switch {
 	case hs.stream != streamMessages && hs.stream != streamSnapshot:
@@ -142,7 +200,7 @@ func (t *Transport) admit(hs handshake, raw net.Conn, tc *tls.Conn) byte {
 	switch {
 	case t.closed:
 		return statusClosing
-	case t.removed[hs.from]:
+	case !t.knownLocked(hs.from):
 		return statusRefusedSender
 	}
 	if hs.addr != "" {
@@ -176,8 +234,12 @@ type span struct {
 }
 
 // readMessages reads message frames and hands them to the handler in
-// batches: everything already buffered, up to MaxBatchMessages.
-func (t *Transport) readMessages(br *bufio.Reader, from uint64) error {
+// batches: everything already buffered, up to MaxBatchMessages. Before it
+// waits for more it answers with a keepalive frame (at most one per half
+// KeepaliveInterval), so the sender knows the stream is alive, and arms the
+// idle deadline (LivenessTimeout). A frame's buffer grows only as its
+// bytes arrive.
+func (t *Transport) readMessages(conn net.Conn, br *bufio.Reader, from uint64) error {
 	var (
 		arena  []byte
 		spans  []span
@@ -185,6 +247,10 @@ func (t *Transport) readMessages(br *bufio.Reader, from uint64) error {
 		frames uint64
 	)
 	arenaMax := max(t.cfg.MaxFrameBytes, 1<<20)
+	idle := t.cfg.LivenessTimeout
+	replyEvery := t.cfg.KeepaliveInterval / 2
+	keepalive := appendFrameHeader(nil, frameKeepalive, 0)
+	var lastReply time.Time
 	deliver := func() {
 		batch = batch[:0]
 		for _, s := range spans {
@@ -199,20 +265,38 @@ func (t *Transport) readMessages(br *bufio.Reader, from uint64) error {
 			arena = nil // do not pin a burst's memory
 		}
 	}
+	progress := func() { conn.SetReadDeadline(time.Now().Add(idle)) }
 	for {
+		if br.Buffered() == 0 {
+			// About to wait for the network.
+			if len(spans) > 0 {
+				deliver()
+			}
+			now := time.Now()
+			if now.Sub(lastReply) >= replyEvery {
+				conn.SetWriteDeadline(now.Add(t.cfg.IOTimeout))
+				if _, err := conn.Write(keepalive); err != nil {
+					return err
+				}
+				lastReply = now
+			}
+			conn.SetReadDeadline(now.Add(idle))
+		}
 		typ, n, err := readFrameHeader(br, t.cfg.MaxFrameBytes)
 		if err != nil {
 			return err
 		}
-		if typ != frameMessage {
+		switch {
+		case typ == frameKeepalive && n == 0:
+			continue
+		case typ != frameMessage:
 			return errors.Join(ErrMalformed, errors.New("tcp: unexpected frame type on a message stream"))
 		}
 		if len(spans) > 0 && len(arena)+n > arenaMax {
 			deliver()
 		}
 		off := len(arena)
-		arena = append(arena, make([]byte, n)...)
-		if _, err := io.ReadFull(br, arena[off:]); err != nil {
+		if arena, err = readBody(br, arena, n, progress); err != nil {
 			return err
 		}
 		kind, _, err := decodeMessage(arena[off:])
@@ -221,7 +305,7 @@ func (t *Transport) readMessages(br *bufio.Reader, from uint64) error {
 		}
 		spans = append(spans, span{kind: kind, off: off + 1, end: off + n})
 		frames += uint64(frameHeaderLen + n)
-		if len(spans) >= t.cfg.MaxBatchMessages || br.Buffered() == 0 {
+		if len(spans) >= t.cfg.MaxBatchMessages {
 			deliver()
 		}
 	}

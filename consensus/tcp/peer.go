@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,7 @@ type peer struct {
 	dialled bool // a stream was established at least once
 
 	sent, bytesSent, dropped, flushes atomic.Uint64
+	stalls                            atomic.Uint64
 	connects, reconnects, dialErrs    atomic.Uint64
 }
 
@@ -230,6 +232,7 @@ func (p *peer) run(ctx context.Context) {
 var (
 	errNoAddr     = errors.New("tcp: no address for peer")
 	errAddrChange = errors.New("tcp: address changed")
+	errStalled    = errors.New("tcp: stream to peer broke or stalled")
 )
 
 // stream writes queued messages to conn in batches until the connection
@@ -255,14 +258,18 @@ func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
 	}
 	p.t.log.Debug("tcp: peer stream up", "peer", p.id, "addr", addr)
 
-	// The acceptor never writes on a message stream: a read returning
-	// means the peer closed or the connection broke.
+	// The acceptor answers with keepalive frames only; missing them for
+	// LivenessTimeout means the link stalled (the kernel may still accept
+	// our writes into its buffers for minutes): redial.
 	broken := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		var b [1]byte
-		_, _ = conn.Read(b[:])
+		err := p.watch(conn)
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+			p.stalls.Add(1)
+			p.t.log.Warn("tcp: peer stream stalled, reconnecting", "peer", p.id, "addr", addr, "silent_for", p.t.cfg.LivenessTimeout)
+		}
 		close(broken)
 	}()
 	stopClose := context.AfterFunc(ctx, func() { raw.Close() })
@@ -276,16 +283,33 @@ func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
 	}()
 
 	bw := bufio.NewWriterSize(conn, writeBufferBytes)
+	keepalive := time.NewTicker(p.t.cfg.KeepaliveInterval)
+	defer keepalive.Stop()
+	wrote := false // since the last tick
 	var batch []consensus.Message
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-broken:
-			return io.ErrUnexpectedEOF
+			return errStalled
 		case <-p.redial:
 			signal(p.redial) // run redials at once
 			return errAddrChange
+		case <-keepalive.C:
+			if wrote {
+				wrote = false
+				continue
+			}
+			// Quiet for an interval: tell the receiver we are alive.
+			conn.SetWriteDeadline(time.Now().Add(p.t.cfg.IOTimeout))
+			if err := writeFrame(bw, frameKeepalive); err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			continue
 		case <-p.wake:
 		}
 		p.mu.Lock()
@@ -325,6 +349,22 @@ func (p *peer) stream(ctx context.Context, conn net.Conn, addr string) error {
 		p.sent.Add(uint64(n))
 		p.bytesSent.Add(bytes)
 		p.flushes.Add(1)
+		wrote = true
+	}
+}
+
+// watch reads the keepalive frames the receiver sends back on a message
+// stream, each within LivenessTimeout, until the stream fails.
+func (p *peer) watch(conn net.Conn) error {
+	for {
+		conn.SetReadDeadline(time.Now().Add(p.t.cfg.LivenessTimeout))
+		typ, _, err := readFrameHeader(conn, 0)
+		if err != nil {
+			return err
+		}
+		if typ != frameKeepalive {
+			return fmt.Errorf("tcp: frame type %d from a message stream's receiver: %w", typ, ErrMalformed)
+		}
 	}
 }
 
@@ -340,6 +380,7 @@ func (p *peer) stats() PeerStats {
 	s.Sent = p.sent.Load()
 	s.BytesSent = p.bytesSent.Load()
 	s.Dropped = p.dropped.Load()
+	s.Stalls = p.stalls.Load()
 	s.Batches = p.flushes.Load()
 	s.Connects = p.connects.Load()
 	s.Reconnects = p.reconnects.Load()

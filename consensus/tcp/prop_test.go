@@ -58,7 +58,7 @@ func TestPropFramesRoundTrip(t *testing.T) {
 		rec := newRecorder()
 		tr := fuzzTransport(rec)
 		tr.cfg.MaxBatchMessages = rapid.IntRange(1, 8).Draw(t, "max batch")
-		err := tr.readMessages(bufio.NewReaderSize(&chunkReader{data: buf.Bytes(), sizes: sizes}, 16), 1)
+		err := tr.readMessages(nopDeadlines{}, bufio.NewReaderSize(&chunkReader{data: buf.Bytes(), sizes: sizes}, 16), 1)
 		if err != io.EOF {
 			t.Fatalf("end of stream: %v, want io.EOF", err)
 		}

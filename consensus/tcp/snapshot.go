@@ -157,8 +157,8 @@ func (t *Transport) receiveSnapshot(ctx context.Context, conn net.Conn, br *bufi
 	if typ != frameSnapHeader {
 		return fmt.Errorf("tcp: snapshot stream starts with frame type %d: %w", typ, ErrMalformed)
 	}
-	hdr := make([]byte, n)
-	if _, err := io.ReadFull(br, hdr); err != nil {
+	hdr, err := readBody(br, nil, n, func() { conn.SetReadDeadline(time.Now().Add(t.cfg.IOTimeout)) })
+	if err != nil {
 		return err
 	}
 	sr := &snapReader{t: t, conn: conn, br: br, crc: crc32.New(castagnoli)}

@@ -283,7 +283,7 @@ func TestSendSnapshotErrors(t *testing.T) {
 	if err := a.SendSnapshot(ctx, snapMsg(1, 9), bytes.NewReader(nil)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
-	fresh, err := New(Config{ID: 1, ListenAddr: "127.0.0.1:0"})
+	fresh, err := New(Config{ID: 1, ListenAddr: "127.0.0.1:0", AllowUnauthenticated: true})
 	if err != nil {
 		t.Fatal(err)
 	}

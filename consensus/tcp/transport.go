@@ -2,9 +2,11 @@ package tcp
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -44,6 +46,8 @@ type Transport struct {
 	peers   map[uint64]*peer
 	learned map[uint64]string // advertised addresses of members nobody told us about
 	removed map[uint64]bool
+	members map[uint64]bool       // named by AddPeer and not removed since: admitted
+	told    bool                  // AddPeer was called: only members are admitted
 	inbound int                   // inbound connections open
 	conns   map[net.Conn]connInfo // open inbound and outbound snapshot connections
 
@@ -51,6 +55,7 @@ type Transport struct {
 
 	received, bytesReceived        atomic.Uint64
 	accepted, refused, badFrames   atomic.Uint64
+	authFailures, idleTimeouts     atomic.Uint64
 	snapsSent, snapsRecv, snapsBad atomic.Uint64
 }
 
@@ -79,6 +84,7 @@ func New(cfg Config) (*Transport, error) {
 		peers:     make(map[uint64]*peer),
 		learned:   make(map[uint64]string),
 		removed:   make(map[uint64]bool),
+		members:   make(map[uint64]bool),
 		conns:     make(map[net.Conn]connInfo),
 	}
 	if t.log == nil {
@@ -123,11 +129,17 @@ func (t *Transport) Start(h consensus.Handler) error {
 	return nil
 }
 
-// AddPeer records how to reach member id and starts connecting to it. A new
-// address for a known member closes the current stream and dials the new
-// one. An empty addr means "no address information": a known member keeps
-// its address, a new one is dialed at the address it advertised in a
-// handshake, if any, and stays unreachable until one is known.
+// AddPeer records how to reach member id, admits its inbound connections
+// and starts connecting to it. A new address for a known member closes the
+// current stream and dials the new one. An empty addr means "no address
+// information": a known member keeps its address, a new one is dialed at
+// the address it advertised in a handshake, if any, and stays unreachable
+// until one is known.
+//
+// Once AddPeer was called, the transport accepts connections only from
+// the members named by AddPeer and not removed since. Before (a new member
+// that knows nobody, waiting to be contacted), it accepts any sender that
+// passes authentication.
 func (t *Transport) AddPeer(id uint64, addr string) {
 	if id == 0 || id == t.cfg.ID {
 		return
@@ -138,6 +150,8 @@ func (t *Transport) AddPeer(id uint64, addr string) {
 		return
 	}
 	delete(t.removed, id)
+	t.members[id] = true
+	t.told = true
 	if addr == "" {
 		addr = t.learned[id]
 	}
@@ -181,6 +195,7 @@ func (t *Transport) RemovePeer(id uint64) {
 	p := t.peers[id]
 	delete(t.peers, id)
 	delete(t.learned, id)
+	delete(t.members, id)
 	t.removed[id] = true
 	var conns []net.Conn
 	for c, ci := range t.conns {
@@ -245,11 +260,20 @@ func (t *Transport) peerFor(id uint64) *peer {
 	if p := t.peers[id]; p != nil {
 		return p
 	}
-	if addr, ok := t.learned[id]; ok && !t.removed[id] {
+	if addr, ok := t.learned[id]; ok && t.knownLocked(id) {
 		t.log.Info("tcp: dialing member at its advertised address", "peer", id, "addr", addr)
 		return t.addPeerLocked(id, addr)
 	}
 	return nil
+}
+
+// knownLocked reports whether member id may connect: it was added and not
+// removed since, or nobody was added yet and it was never removed.
+func (t *Transport) knownLocked(id uint64) bool {
+	if t.told {
+		return t.members[id]
+	}
+	return !t.removed[id]
 }
 
 // Close stops every goroutine, closes the listener and all connections,
@@ -323,15 +347,25 @@ func (t *Transport) untrack(c net.Conn) {
 }
 
 // dial connects to member id at addr for stream, with TLS and the
-// handshake, within the dial timeout.
+// handshake, within the dial timeout. Authentication failures are counted.
 func (t *Transport) dial(ctx context.Context, id uint64, addr string, stream byte) (net.Conn, error) {
+	conn, err := t.dialConn(ctx, id, addr, stream)
+	if errors.Is(err, ErrAuth) {
+		t.authFailures.Add(1)
+		t.log.Warn("tcp: peer failed authentication", "peer", id, "addr", addr, "err", err)
+	}
+	return conn, err
+}
+
+func (t *Transport) dialConn(ctx context.Context, id uint64, addr string, stream byte) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
 	defer cancel()
-	d := net.Dialer{KeepAlive: 15 * time.Second}
+	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("tcp: dial member %d at %s: %w", id, addr, err)
 	}
+	t.tuneConn(raw)
 	conn := raw
 	ok := false
 	defer func() {
@@ -361,11 +395,7 @@ func (t *Transport) dial(ctx context.Context, id uint64, addr string, stream byt
 		}
 	}
 	raw.SetDeadline(deadline)
-	hs := handshake{stream: stream, cluster: t.cfg.ClusterID, from: t.cfg.ID, to: id, addr: t.advertise}
-	if _, err := conn.Write(hs.append(make([]byte, 0, handshakeMax))); err != nil {
-		return nil, ctxErr(ctx, fmt.Errorf("tcp: handshake with member %d: %w", id, err))
-	}
-	if err := readResponse(conn); err != nil {
+	if err := t.clientHandshake(conn, stream, id); err != nil {
 		return nil, ctxErr(ctx, fmt.Errorf("tcp: handshake with member %d at %s: %w", id, addr, err))
 	}
 	if !stop() {
@@ -374,6 +404,67 @@ func (t *Transport) dial(ctx context.Context, id uint64, addr string, stream byt
 	raw.SetDeadline(time.Time{})
 	ok = true
 	return conn, nil
+}
+
+// clientHandshake runs the dialer's side of the handshake: hello, then,
+// with a Secret, checking the acceptor's proof and sending ours, then the
+// verdict.
+func (t *Transport) clientHandshake(conn net.Conn, stream byte, id uint64) error {
+	hs := handshake{stream: stream, cluster: t.cfg.ClusterID, from: t.cfg.ID, to: id, nonce: newNonce(), addr: t.advertise}
+	secret := t.cfg.Secret
+	if secret != nil {
+		hs.auth = authSecret
+	}
+	hello := hs.append(make([]byte, 0, handshakeMax))
+	if _, err := conn.Write(hello); err != nil {
+		return err
+	}
+	status, err := readStatus(conn)
+	if err != nil {
+		return err
+	}
+	if secret != nil {
+		if status != statusChallenge {
+			return fmt.Errorf("tcp: peer did not prove it holds the Secret: %w", ErrAuth)
+		}
+		var b [challengeLen]byte
+		if _, err := io.ReadFull(conn, b[:]); err != nil {
+			return fmt.Errorf("tcp: read challenge: %w", err)
+		}
+		ch, err := decodeChallenge(b[:])
+		if err != nil {
+			return err
+		}
+		expect := acceptorMAC(secret, hello, &ch.nonce)
+		if !hmac.Equal(ch.mac[:], expect[:]) {
+			return fmt.Errorf("tcp: peer's proof of the Secret is wrong: %w", ErrAuth)
+		}
+		proof := dialerMAC(secret, hello, &ch)
+		if _, err := conn.Write(proof[:]); err != nil {
+			return err
+		}
+		if status, err = readStatus(conn); err != nil {
+			return err
+		}
+	}
+	if status != statusOK {
+		return fmt.Errorf("tcp: unexpected %s: %w", statusText[status], ErrMalformed)
+	}
+	return nil
+}
+
+// tuneConn sets TCP keepalive and (on Linux) TCP_USER_TIMEOUT on a TCP
+// connection, so the kernel gives up on a peer that stopped acknowledging
+// within about LivenessTimeout (IOTimeout, if longer) instead of after
+// minutes of retransmissions.
+func (t *Transport) tuneConn(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	lt := t.cfg.LivenessTimeout
+	_ = tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: lt, Interval: max(lt/4, time.Second), Count: 4})
+	setUserTimeout(tc, max(lt, t.cfg.IOTimeout))
 }
 
 // rawConn returns the TCP connection under c.
@@ -395,18 +486,18 @@ func ctxErr(ctx context.Context, err error) error {
 // checkIdentity verifies that the peer's certificate may speak for id.
 func (t *Transport) checkIdentity(c *tls.Conn, id uint64) error {
 	if t.cfg.PeerIdentity == nil {
-		return nil
+		return nil // InsecureAnyCertificate
 	}
 	certs := c.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
-		return fmt.Errorf("tcp: no peer certificate: %w", ErrRefused)
+		return fmt.Errorf("tcp: no peer certificate: %w", errors.Join(ErrAuth, ErrRefused))
 	}
 	got, err := t.cfg.PeerIdentity(certs[0])
 	if err != nil {
-		return fmt.Errorf("tcp: peer certificate: %w", errors.Join(err, ErrRefused))
+		return fmt.Errorf("tcp: peer certificate: %w", errors.Join(err, ErrAuth, ErrRefused))
 	}
 	if got != id {
-		return fmt.Errorf("tcp: certificate is for member %d, not %d: %w", got, id, ErrRefused)
+		return fmt.Errorf("tcp: certificate is for member %d, not %d: %w", got, id, errors.Join(ErrAuth, ErrRefused))
 	}
 	return nil
 }
@@ -421,6 +512,7 @@ type PeerStats struct {
 	Batches     uint64 // batches written, each with one flush (Sent/Batches is the batching factor)
 	BytesSent   uint64 // frame bytes written and flushed
 	Dropped     uint64 // messages dropped: queue full, peer down, write failed
+	Stalls      uint64 // streams closed because the peer sent no keepalive for LivenessTimeout
 	Connects    uint64 // streams established
 	Reconnects  uint64 // streams established after the first
 	DialErrors  uint64 // failed connection attempts (refusals included)
@@ -434,7 +526,9 @@ type Stats struct {
 	BytesReceived uint64 // their frame bytes
 	Accepted      uint64 // inbound connections that passed the handshake
 	Refused       uint64 // inbound connections refused at TLS or handshake
+	AuthFailures  uint64 // handshakes that failed authentication (wrong Secret, replay, certificate naming another member), either direction
 	BadFrames     uint64 // inbound connections closed for a malformed or oversized frame
+	IdleTimeouts  uint64 // inbound streams closed after LivenessTimeout (IOTimeout on snapshots) without traffic
 
 	SnapshotsSent     uint64 // SendSnapshot calls acknowledged by the receiver
 	SnapshotsReceived uint64 // snapshots stored by the Handler and acknowledged
@@ -449,7 +543,9 @@ func (t *Transport) Stats() Stats {
 		BytesReceived:     t.bytesReceived.Load(),
 		Accepted:          t.accepted.Load(),
 		Refused:           t.refused.Load(),
+		AuthFailures:      t.authFailures.Load(),
 		BadFrames:         t.badFrames.Load(),
+		IdleTimeouts:      t.idleTimeouts.Load(),
 		SnapshotsSent:     t.snapsSent.Load(),
 		SnapshotsReceived: t.snapsRecv.Load(),
 		SnapshotFailures:  t.snapsBad.Load(),

@@ -32,8 +32,13 @@ func TestConfigValidation(t *testing.T) {
 		{"chunk over frame", Config{ID: 1, ListenAddr: "127.0.0.1:0", MaxFrameBytes: 1024, SnapshotChunkBytes: 2048}, "SnapshotChunkBytes"},
 		{"identity without TLS", Config{ID: 1, ListenAddr: "127.0.0.1:0", PeerIdentity: MemberIDFromCertificate}, "requires TLS"},
 		{"long advertise", Config{ID: 1, ListenAddr: "127.0.0.1:0", AdvertiseAddr: strings.Repeat("a", 256)}, "255"},
-		{"bad listen address", Config{ID: 1, ListenAddr: "nonsense"}, "listen"},
-		{"valid", Config{ID: 1, ListenAddr: "127.0.0.1:0"}, ""},
+		{"bad listen address", Config{ID: 1, ListenAddr: "nonsense", AllowUnauthenticated: true}, "listen"},
+		{"no authentication", Config{ID: 1, ListenAddr: "127.0.0.1:0"}, "no authentication"},
+		{"short secret", Config{ID: 1, ListenAddr: "127.0.0.1:0", Secret: make([]byte, MinSecretBytes-1)}, "Secret of"},
+		{"any certificate without TLS", Config{ID: 1, ListenAddr: "127.0.0.1:0", AllowUnauthenticated: true, InsecureAnyCertificate: true}, "requires TLS"},
+		{"liveness under keepalive", Config{ID: 1, ListenAddr: "127.0.0.1:0", AllowUnauthenticated: true, KeepaliveInterval: time.Second, LivenessTimeout: 3 * time.Second}, "4 KeepaliveIntervals"},
+		{"valid unauthenticated", Config{ID: 1, ListenAddr: "127.0.0.1:0", AllowUnauthenticated: true}, ""},
+		{"valid secret", Config{ID: 1, ListenAddr: "127.0.0.1:0", Secret: make([]byte, MinSecretBytes)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -404,7 +409,7 @@ func TestCloseIdempotentAndRefusesWork(t *testing.T) {
 }
 
 func TestCloseBeforeStart(t *testing.T) {
-	tr, err := New(Config{ID: 1, ListenAddr: "127.0.0.1:0"})
+	tr, err := New(Config{ID: 1, ListenAddr: "127.0.0.1:0", AllowUnauthenticated: true})
 	if err != nil {
 		t.Fatal(err)
 	}

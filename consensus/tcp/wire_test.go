@@ -99,7 +99,8 @@ func TestWrongClusterRefused(t *testing.T) {
 // Garbage, malformed and oversized frames close the connection; the
 // transport keeps serving other peers.
 func TestBadInputClosesConnection(t *testing.T) {
-	good := handshake{stream: streamMessages, from: 1, to: 2}
+	// Sender 3, so the test's streams never replace the real stream from 1.
+	good := handshake{stream: streamMessages, from: 3, to: 2}
 	rng := rand.New(rand.NewPCG(1, 2))
 	garbage := make([]byte, 4096)
 	for i := range garbage {
@@ -117,7 +118,7 @@ func TestBadInputClosesConnection(t *testing.T) {
 		{"oversized frame", true, appendFrameHeader(nil, frameMessage, 1<<20+1), true},
 		{"max uint32 length", true, []byte{0xff, 0xff, 0xff, 0xff, wireVersion<<4 | frameMessage}, true},
 		{"unknown frame type", true, append(appendFrameHeader(nil, 0xf, 1), 0), true},
-		{"wrong version", true, []byte{0, 0, 0, 1, 2<<4 | frameMessage, 0}, true},
+		{"wrong version", true, []byte{0, 0, 0, 1, 1<<4 | frameMessage, 0}, true},
 		{"empty message", true, appendFrameHeader(nil, frameMessage, 0), true},
 		{"snapshot kind on message stream", true, append(appendFrameHeader(nil, frameMessage, 2), byte(consensus.KindSnapshot), 0), true},
 		{"snapshot frame on message stream", true, append(appendFrameHeader(nil, frameSnapChunk, 1), 0), true},

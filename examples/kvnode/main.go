@@ -43,10 +43,14 @@ type options struct {
 	tlsCA   string
 	tlsCert string
 	tlsKey  string
+	anyCert bool
+	secret  string
 	ports   int
-	snapN   uint64
-	verbose bool
-	limits  limits
+
+	secretKey []byte // read from secret
+	snapN     uint64
+	verbose   bool
+	limits    limits
 }
 
 func main() {
@@ -70,6 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA certificate (PEM) for mutual TLS between members")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "this member's certificate (PEM), signed by -tls-ca")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "this member's private key (PEM)")
+	fs.BoolVar(&o.anyCert, "tls-any-member", false, "let any certificate of -tls-ca speak for any member (by default a member's certificate must name it with a distkit://member/<id> URI)")
+	fs.StringVar(&o.secret, "raft-secret-file", "", "file holding the group's shared secret (at least 16 bytes) that authenticates raft connections; without it or mutual TLS, raft traffic is unauthenticated")
 	fs.IntVar(&o.limits.MaxValue, "max-value", defaultMaxValue, "largest value in bytes")
 	fs.IntVar(&o.limits.MaxConns, "max-conns", defaultMaxConns, "most open Redis connections")
 	fs.IntVar(&o.limits.MaxRequest, "max-request", defaultMaxRequest, "largest Redis command in bytes")
@@ -173,6 +179,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	tlsCfg, err := loadTLS(o)
 	if err != nil {
 		return err
+	}
+	if o.secret != "" {
+		if o.secretKey, err = os.ReadFile(o.secret); err != nil {
+			return err
+		}
+		o.secretKey = bytes.TrimSpace(o.secretKey)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -314,7 +326,7 @@ func startDemo(o *options, tlsCfg *tls.Config, logger *slog.Logger) ([]*member, 
 		m, err := startMember(memberConfig{
 			ID: uint64(i + 1), Dir: fmt.Sprintf("%s/%d", dir, i+1), Bootstrap: boot,
 			RaftLn: s.raft, RaftAddr: s.raft.Addr().String(), RedisLn: s.redis, HTTPLn: s.http,
-			TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+			TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
 		})
 		if err != nil {
 			for _, m := range members {
@@ -360,7 +372,7 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 	m, err := startMember(memberConfig{
 		ID: o.id, Dir: o.data, Bootstrap: boot,
 		RaftLn: lns[0], RaftAddr: raftAddr, RedisLn: lns[1], HTTPLn: lns[2],
-		TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+		TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
 	})
 	if err != nil {
 		for _, l := range lns {

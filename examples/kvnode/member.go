@@ -30,7 +30,14 @@ type memberConfig struct {
 	HTTPLn    net.Listener
 	TLS       *tls.Config
 	Limits    limits
-	Logger    *slog.Logger
+
+	// TLSAnyMember lets any certificate of the CA speak for any member
+	// (tcp.Config.InsecureAnyCertificate).
+	TLSAnyMember bool
+	// Secret authenticates raft connections (tcp.Config.Secret). With
+	// neither TLS nor Secret, raft traffic is unauthenticated.
+	Secret []byte
+	Logger *slog.Logger
 
 	// SnapshotEntries: zero means the consensus default.
 	SnapshotEntries uint64
@@ -85,11 +92,18 @@ func startMember(cfg memberConfig) (*member, error) {
 	}
 	m.metrics = newMetrics(m)
 	maxEntry := max(consensus.DefaultMaxEntryBytes, 2*cfg.Limits.MaxRequest)
+	unauthenticated := cfg.TLS == nil && cfg.Secret == nil
+	if unauthenticated {
+		m.log.Warn("kvnode: raft traffic is unauthenticated: use mutual TLS or -raft-secret-file outside trusted networks")
+	}
 	trans, err := tcp.New(tcp.Config{
-		ID:            cfg.ID,
-		Listener:      cfg.RaftLn,
-		AdvertiseAddr: cfg.RaftAddr,
-		TLS:           cfg.TLS,
+		ID:                     cfg.ID,
+		Listener:               cfg.RaftLn,
+		AdvertiseAddr:          cfg.RaftAddr,
+		TLS:                    cfg.TLS,
+		InsecureAnyCertificate: cfg.TLS != nil && cfg.TLSAnyMember,
+		Secret:                 cfg.Secret,
+		AllowUnauthenticated:   unauthenticated,
 		// One message carries up to MaxMsgBytes of entries plus one entry.
 		MaxFrameBytes: max(tcp.DefaultMaxFrameBytes, 2*maxEntry+64<<10),
 		Logger:        m.log,

@@ -83,6 +83,7 @@ func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	good, rogue := newTestCA(t, "cluster"), newTestCA(t, "rogue")
 	flags := good.issue(t, dir, "member") // one certificate for all members
+	flags = append(flags, "-tls-any-member")
 	c := newCluster(t, 3, flags...)
 	l := c.leader()
 	before, err := l.status()
