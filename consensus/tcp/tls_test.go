@@ -59,6 +59,12 @@ func newCA(t testing.TB, name string) *testCA {
 // with MemberURI, valid from notBefore for an hour (now if zero).
 func (ca *testCA) issue(t testing.TB, id uint64, notBefore time.Time) tls.Certificate {
 	t.Helper()
+	return ca.issueURIs(t, []*url.URL{MemberURI(id)}, notBefore)
+}
+
+// issueURIs is issue with the certificate's URIs given.
+func (ca *testCA) issueURIs(t testing.TB, uris []*url.URL, notBefore time.Time) tls.Certificate {
+	t.Helper()
 	if notBefore.IsZero() {
 		notBefore = time.Now().Add(-time.Minute)
 	}
@@ -75,7 +81,7 @@ func (ca *testCA) issue(t testing.TB, id uint64, notBefore time.Time) tls.Certif
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		URIs:         []*url.URL{MemberURI(id)},
+		URIs:         uris,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
