@@ -160,3 +160,95 @@ func TestDecodeResponse(t *testing.T) {
 		}
 	}
 }
+
+// FuzzHandshakeDecoders feeds arbitrary bytes to the decoders of the
+// handshake's parts: the hello, a response and a challenge. Each returns a
+// value or an error wrapping ErrMalformed (or a refusal), never panics, and
+// a decoded hello re-encodes to its bytes.
+func FuzzHandshakeDecoders(f *testing.F) {
+	hs := handshake{stream: streamMessages, auth: authSecret, cluster: 9, from: 1, to: 2, nonce: [nonceLen]byte{1, 2, 3}, addr: "127.0.0.1:7001"}
+	ch := challenge{nonce: [nonceLen]byte{4}, mac: [macLen]byte{5}}
+	f.Add(hs.append(nil))
+	f.Add(handshake{stream: streamSnapshot}.append(nil))
+	f.Add(ch.append(nil))
+	f.Add(appendResponse(nil, statusOK))
+	f.Add(appendResponse(nil, statusAuth))
+	f.Add(append(hs.append(nil)[:6], 7))
+	f.Add([]byte("DKRT\x01"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if h, err := readHandshake(bytes.NewReader(data)); err == nil {
+			enc := h.append(nil)
+			if !bytes.Equal(enc, data[:len(enc)]) {
+				t.Fatalf("hello %+v re-encodes to %x, read from %x", h, enc, data[:len(enc)])
+			}
+			if h.auth > authSecret {
+				t.Fatalf("accepted auth mode %d", h.auth)
+			}
+		} else if !errors.Is(err, ErrMalformed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("hello error %v is not a decoding error", err)
+		}
+		if len(data) >= responseLen {
+			s, err := decodeStatus(data[:responseLen])
+			if err == nil && s != statusOK && s != statusChallenge {
+				t.Fatalf("status %d without an error", s)
+			}
+			if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrRefused) {
+				t.Fatalf("status error %v is neither malformed nor a refusal", err)
+			}
+			if rest := data[responseLen:]; err == nil && s == statusChallenge {
+				c, err := decodeChallenge(rest)
+				if (err == nil) != (len(rest) == challengeLen) {
+					t.Fatalf("challenge of %d bytes: %v", len(rest), err)
+				}
+				if err == nil && !bytes.Equal(c.append(nil)[responseLen:], rest) {
+					t.Fatalf("challenge does not re-encode")
+				}
+			}
+		}
+	})
+}
+
+// scriptedConn is a net.Conn whose reads return a fixed script and whose
+// writes are recorded.
+type scriptedConn struct {
+	nopDeadlines
+	r       io.Reader
+	written bytes.Buffer
+}
+
+func (c *scriptedConn) Read(b []byte) (int, error)  { return c.r.Read(b) }
+func (c *scriptedConn) Write(b []byte) (int, error) { return c.written.Write(b) }
+
+// FuzzAuthExchange runs both sides of the Secret exchange against
+// arbitrary bytes from the other side: the dialer facing a forged acceptor
+// and the acceptor facing a forged dialer. Neither may accept, since
+// nobody without the Secret can compute a proof over the other side's
+// fresh nonce, and neither may panic.
+func FuzzAuthExchange(f *testing.F) {
+	secret := []byte("fuzzing secret, 32 bytes long...")
+	f.Add((&challenge{}).append(nil))
+	f.Add(append((&challenge{}).append(nil), appendResponse(nil, statusOK)...))
+	f.Add(appendResponse(nil, statusOK))
+	f.Add(appendResponse(nil, statusChallenge))
+	f.Add(make([]byte, macLen))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tr := fuzzTransport(nil)
+		tr.cfg.Secret = secret
+		tr.cfg.ID = 1
+		c := &scriptedConn{r: bytes.NewReader(data)}
+		if err := tr.clientHandshake(c, streamMessages, 2); err == nil {
+			t.Fatalf("dialer accepted a forged acceptor")
+		}
+		// The dialer sends its proof only after verifying the acceptor's.
+		if c.written.Len() > handshakeMax {
+			t.Fatalf("dialer sent %d bytes to a forged acceptor", c.written.Len())
+		}
+
+		tr.cfg.ID = 2
+		hs := handshake{stream: streamMessages, auth: authSecret, from: 1, to: 2, nonce: newNonce()}
+		c = &scriptedConn{r: bytes.NewReader(data)}
+		if err := tr.authenticate(c, hs); err == nil {
+			t.Fatalf("acceptor accepted a forged proof")
+		}
+	})
+}

@@ -20,9 +20,9 @@ func MemberURI(id uint64) *url.URL {
 }
 
 // MemberIDFromCertificate returns the member id named by the one
-// "distkit://member/<id>" URI in cert (see MemberURI). It is meant for
-// Config.PeerIdentity. A certificate with none, several, or a malformed
-// one is an error.
+// "distkit://member/<id>" URI in cert (see MemberURI). It is the default
+// Config.PeerIdentity with TLS. A certificate with none, several, or a
+// malformed one is an error.
 func MemberIDFromCertificate(cert *x509.Certificate) (uint64, error) {
 	var id uint64
 	found := 0
