@@ -250,7 +250,10 @@ func (t *Transport) readMessages(conn net.Conn, br *bufio.Reader, from uint64) e
 	idle := t.cfg.LivenessTimeout
 	replyEvery := t.cfg.KeepaliveInterval / 2
 	keepalive := appendFrameHeader(nil, frameKeepalive, 0)
-	var lastReply time.Time
+	// The read deadline is pushed back only when an eighth of it has
+	// passed, which costs nothing per message: a stream is closed after
+	// 7/8 to 8/8 of LivenessTimeout of silence.
+	var lastReply, armed time.Time
 	deliver := func() {
 		batch = batch[:0]
 		for _, s := range spans {
@@ -265,7 +268,10 @@ func (t *Transport) readMessages(conn net.Conn, br *bufio.Reader, from uint64) e
 			arena = nil // do not pin a burst's memory
 		}
 	}
-	progress := func() { conn.SetReadDeadline(time.Now().Add(idle)) }
+	progress := func() {
+		armed = time.Now()
+		conn.SetReadDeadline(armed.Add(idle))
+	}
 	for {
 		if br.Buffered() == 0 {
 			// About to wait for the network.
@@ -280,7 +286,10 @@ func (t *Transport) readMessages(conn net.Conn, br *bufio.Reader, from uint64) e
 				}
 				lastReply = now
 			}
-			conn.SetReadDeadline(now.Add(idle))
+			if now.Sub(armed) >= idle/8 {
+				conn.SetReadDeadline(now.Add(idle))
+				armed = now
+			}
 		}
 		typ, n, err := readFrameHeader(br, t.cfg.MaxFrameBytes)
 		if err != nil {
