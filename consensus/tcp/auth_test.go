@@ -337,3 +337,61 @@ func TestSecret(t *testing.T) {
 		a.RemovePeer(4)
 	})
 }
+
+// Connections that stall anywhere in the handshake (before TLS, inside
+// it, or in the Secret exchange) are closed after DialTimeout, counted,
+// and never reach a frame.
+func TestHandshakeDeadline(t *testing.T) {
+	ca := newCA(t, "cluster CA")
+	for _, tt := range []struct {
+		name  string
+		mod   func(*Config)
+		stall func(t *testing.T, c net.Conn) net.Conn // runs the handshake partway
+	}{
+		{"silent before TLS", func(c *Config) {
+			withTLS(ca, ca.issue(t, 2, time.Time{}))(c)
+			c.Secret = testSecret
+		}, func(t *testing.T, c net.Conn) net.Conn { return c }},
+		{"silent after TLS", func(c *Config) {
+			withTLS(ca, ca.issue(t, 2, time.Time{}))(c)
+			c.Secret = testSecret
+		}, func(t *testing.T, c net.Conn) net.Conn {
+			tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{ca.issue(t, 1, time.Time{})}, RootCAs: ca.pool, ServerName: "127.0.0.1"})
+			if err := tc.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			return tc
+		}},
+		{"no proof after the challenge", withSecret(testSecret), func(t *testing.T, c net.Conn) net.Conn {
+			clientHello(t, c, handshake{stream: streamMessages, from: 1, to: 2, nonce: newNonce()})
+			return c
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _ := newTransport(t, 2, func(c *Config) {
+				tt.mod(c)
+				c.AllowUnauthenticated = false
+				c.DialTimeout = 300 * time.Millisecond
+			})
+			c, err := net.Dial("tcp", b.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			conn := tt.stall(t, c)
+			n, err := io.Copy(io.Discard, conn)
+			if err != nil && !isReset(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("connection not closed: %v (after %d bytes)", err, n)
+			}
+			if d := time.Since(start); d > 10*b.cfg.DialTimeout {
+				t.Fatalf("closed after %v, DialTimeout is %v", d, b.cfg.DialTimeout)
+			}
+			waitFor(t, "refusal counted", nil, func() bool { return b.Stats().Refused == 1 })
+			if s := b.Stats(); s.Accepted != 0 {
+				t.Fatalf("stalled handshake accepted: %+v", s)
+			}
+		})
+	}
+}
