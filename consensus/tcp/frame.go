@@ -141,7 +141,15 @@ func (h handshake) append(b []byte) []byte {
 // answer with statusBadVersion.
 func readHandshake(r io.Reader) (handshake, error) {
 	var buf [handshakeMax]byte
-	if _, err := io.ReadFull(r, buf[:handshakeFixed]); err != nil {
+	// Magic and version first, so garbage (an HTTP request, say) is
+	// refused at once rather than waited on.
+	if _, err := io.ReadFull(r, buf[:5]); err != nil {
+		return handshake{}, fmt.Errorf("tcp: read handshake: %w", err)
+	}
+	if err := checkHelloPrefix(buf[:5]); err != nil {
+		return handshake{}, err
+	}
+	if _, err := io.ReadFull(r, buf[5:handshakeFixed]); err != nil {
 		return handshake{}, fmt.Errorf("tcp: read handshake: %w", err)
 	}
 	h, n, err := decodeHandshakeFixed(buf[:handshakeFixed])
@@ -157,17 +165,26 @@ func readHandshake(r io.Reader) (handshake, error) {
 	return h, nil
 }
 
+// checkHelloPrefix checks the magic and version that start a hello (at
+// least 5 bytes).
+func checkHelloPrefix(b []byte) error {
+	if [4]byte(b[:4]) != magic {
+		return fmt.Errorf("tcp: bad handshake magic %q: %w", b[:4], ErrMalformed)
+	}
+	if b[4] != wireVersion {
+		return fmt.Errorf("tcp: protocol version %d: %w", b[4], errVersion)
+	}
+	return nil
+}
+
 // decodeHandshakeFixed decodes the fixed part of a hello and returns the
 // length of the address that follows.
 func decodeHandshakeFixed(b []byte) (handshake, int, error) {
 	if len(b) < handshakeFixed {
 		return handshake{}, 0, fmt.Errorf("tcp: short handshake: %w", ErrMalformed)
 	}
-	if [4]byte(b[:4]) != magic {
-		return handshake{}, 0, fmt.Errorf("tcp: bad handshake magic %q: %w", b[:4], ErrMalformed)
-	}
-	if b[4] != wireVersion {
-		return handshake{}, 0, fmt.Errorf("tcp: protocol version %d: %w", b[4], errVersion)
+	if err := checkHelloPrefix(b); err != nil {
+		return handshake{}, 0, err
 	}
 	h := handshake{
 		stream:  b[5],
