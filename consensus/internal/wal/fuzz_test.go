@@ -21,7 +21,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	seeds = append(seeds, appendStateRecord(nil, salt, hardState(4, 2, 9)))
 	snap, _ := appendSnapshotRecord(nil, salt, meta(10, 2, 1, 2, 3), snapDiscard)
 	seeds = append(seeds, snap)
-	seeds = append(seeds, appendCommitRecord(nil, salt, 5, 2))
+	seeds = append(seeds, appendCommitRecord(nil, salt, 5, 2, 0xfeedf00d))
 	seeds = append(seeds, make([]byte, 16), []byte{1, 2, 3}, nil)
 	for _, s := range seeds {
 		f.Add(s)
@@ -76,11 +76,11 @@ func FuzzDecodeRecord(f *testing.F) {
 			}
 			return
 		case recCommit:
-			seq, count, err := decodeCommit(payload)
+			seq, count, chain, err := decodeCommit(payload)
 			if err != nil {
 				return
 			}
-			again = appendCommitRecord(nil, salt, seq, count)
+			again = appendCommitRecord(nil, salt, seq, count, chain)
 		}
 		if string(again) != string(b[:n]) {
 			t.Fatalf("re-encoded %x, decoded from %x", again, b[:n])
@@ -111,6 +111,10 @@ func FuzzOpenSegment(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	mark, err := os.ReadFile(filepath.Join(dir, "HWM"))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(valid)
 	f.Add(valid[:len(valid)/2])
 	f.Add(valid[:segHeaderSize])
@@ -120,9 +124,15 @@ func FuzzOpenSegment(f *testing.F) {
 	f.Add(flipped)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := t.TempDir()
-		seg := append(segHeader{salt: 7, seq: 1, firstBatch: 1}.encode(), b...)
-		if len(b) >= segHeaderSize && string(b[:8]) == segMagic {
-			seg = b // a whole segment, header included
+		// Arbitrary bytes after a version 1 header (a log without a
+		// high-water mark), or a whole segment with the mark of the
+		// valid log.
+		seg := append(segHeader{version: 1, salt: 7, seq: 1, firstBatch: 1}.encode(), b...)
+		if len(b) >= segHeaderSizeV1 && string(b[:8]) == segMagic {
+			seg = b
+			if err := os.WriteFile(filepath.Join(d, "HWM"), mark, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(d, segmentName(1)), seg, 0o600); err != nil {
 			t.Fatal(err)
