@@ -1,11 +1,13 @@
 package consensus_test
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,4 +227,79 @@ func othersThan(c *consensustest.Cluster, id uint64) []uint64 {
 		}
 	}
 	return out
+}
+
+// TestTruncatedLogRefusesToStart truncates a stopped member's newest log
+// segment, and in a second round zeroes its last batches in place (the file
+// keeps its size). Start must refuse with ErrDataLoss (and ErrCorrupt), say
+// what to do, and leave the log directory and its high-water mark
+// byte-for-byte unchanged. (Before the log kept a high-water mark, both
+// were taken for a torn final write and the member started without the
+// lost entries.)
+func TestTruncatedLogRefusesToStart(t *testing.T) {
+	for _, how := range []string{"truncate", "zero"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			c := newCluster(t, 1, consensustest.ClusterOptions{Seed: 21, Dir: dir})
+			ctx := ctxT(t, 30*time.Second)
+			if _, err := c.WaitLeader(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 40 {
+				if _, err := c.Node(1).Propose(ctx, consensustest.PutCommand(fmt.Sprint("k", i), "v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Stop(1)
+			segs, _ := filepath.Glob(filepath.Join(dir, "1", "wal", "*.wal"))
+			if len(segs) == 0 {
+				t.Fatal("no WAL segments")
+			}
+			seg := segs[len(segs)-1]
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := len(b)
+			for end > 0 && b[end-1] == 0 {
+				end--
+			}
+			cut := end - 300 // the last few batches
+			if how == "truncate" {
+				err = os.Truncate(seg, int64(cut))
+			} else {
+				clear(b[cut:end])
+				err = os.WriteFile(seg, b, 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			digest := func() string {
+				var sb strings.Builder
+				files, _ := filepath.Glob(filepath.Join(dir, "1", "wal", "*"))
+				for _, f := range append(files, filepath.Join(dir, "1", "wal.hwm")) {
+					data, err := os.ReadFile(f)
+					fmt.Fprintf(&sb, "%s %x %v\n", filepath.Base(f), sha256.Sum256(data), err)
+				}
+				return sb.String()
+			}
+			before := digest()
+			n, err := consensus.Start(consensus.Config{
+				ID: 1, Dir: filepath.Join(dir, "1"), Transport: c.Net.Transport(1), StorageMode: storageMode,
+			}, consensustest.NewKV())
+			if err == nil {
+				n.Close()
+				t.Fatal("Start over a truncated log succeeded")
+			}
+			if !errors.Is(err, consensus.ErrDataLoss) || !errors.Is(err, consensus.ErrCorrupt) {
+				t.Fatalf("Start over a truncated log = %v, want ErrDataLoss and ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), "add it back under a new id") {
+				t.Fatalf("error does not say what to do: %v", err)
+			}
+			if after := digest(); after != before {
+				t.Fatalf("refused Start changed the log:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
 }

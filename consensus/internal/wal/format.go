@@ -418,9 +418,13 @@ func batchChain(prev uint32, recs []byte, seq uint64) uint32 {
 		n := recordSize(int(binary.LittleEndian.Uint32(recs) & maxRecordLen))
 		recs = recs[min(n, len(recs)):]
 	}
-	var s [8]byte
-	binary.LittleEndian.PutUint64(s[:], seq)
-	return crc32.Update(c, castagnoli, s[:])
+	// crc32.Update over the 8 little-endian bytes of seq, without a buffer
+	// that would escape to the heap.
+	c = ^c
+	for i := range 8 {
+		c = castagnoli[byte(c)^byte(seq>>(8*i))] ^ c>>8
+	}
+	return ^c
 }
 
 // entrySize is proto.Size(e) for entries without unknown fields (all

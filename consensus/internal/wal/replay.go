@@ -332,8 +332,11 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, st *scanState
 	seg := &segment{seq: seq, path: path, f: f}
 	h, err := decodeSegHeader(data)
 	if err != nil {
-		if allZero(data[:min(len(data), segHeaderSize)]) {
-			return seg, nil, l.lossf("segment %s has no header (%d bytes, zero): it was truncated or zeroed", segmentName(seq), len(data))
+		if len(data) < segHeaderSize || allZero(data[segHeaderSize:]) {
+			// Nothing but a (partial) header is left: the header was
+			// synced before the segment was named.
+			return seg, nil, l.lossf("segment %s holds %d bytes and no intact header (%v): it was truncated or zeroed",
+				segmentName(seq), len(data), err)
 		}
 		return seg, nil, corrupt(0, "%v", err)
 	}
@@ -442,6 +445,11 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, st *scanState
 		return seg, nil, nil
 	}
 	if seg.headSize == 0 {
+		if torn {
+			// The head is synced before the segment is named.
+			return seg, nil, l.lossf("%s offset %d: segment head damaged: %v; it was written before the segment was named, so it was truncated or zeroed",
+				segmentName(seq), good, damage)
+		}
 		return seg, nil, corrupt(good, "segment head damaged: %v", damage)
 	}
 	if !last {
@@ -453,6 +461,11 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, st *scanState
 	}
 	if !torn {
 		return seg, nil, corrupt(good, "%v (the record is intact as written)", damage)
+	}
+	if st.havePresent && st.mark.batch >= st.next {
+		m := st.mark
+		return seg, nil, l.lossf("%s offset %d, after batch %d (index %d): %v; the high-water mark records batch %d (index %d) at %s offset %d as durable: batches %d..%d are lost",
+			segmentName(seq), good, st.tail.batch, st.tail.index, damage, m.batch, m.index, segmentName(m.seg), m.end, st.next, m.batch)
 	}
 	if why := laterData(data, good, h.salt, st.next); why != "" {
 		return seg, nil, l.lossf("%s offset %d, after batch %d (index %d): %v; %s: acknowledged data was zeroed or overwritten",
