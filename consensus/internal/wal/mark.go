@@ -178,13 +178,15 @@ func (l *Log) openMark(present bool, gen uint64) error {
 	return nil
 }
 
-// saveMark records m as the high-water mark if it differs from the last
+// saveMark records m as the high-water mark if it is newer than the last
 // one saved: it overwrites the older slot and syncs. m must name a batch
 // that is durable.
 func (l *Log) saveMark(m markState) error {
 	l.markMu.Lock()
 	defer l.markMu.Unlock()
-	if l.markFile == nil || m == l.markSaved {
+	// Never move back: the background goroutine may hold a state read
+	// before a newer one was saved at a new segment.
+	if l.markFile == nil || m.batch <= l.markSaved.batch {
 		return nil
 	}
 	gen := l.markGen + 1

@@ -135,6 +135,8 @@ type repairPlan struct {
 	off    int64
 	batch  uint64 // sequence number of the torn batch
 	damage error
+	// The entries of the torn batch that were readable (0: none).
+	firstIndex, lastIndex uint64
 }
 
 // lossError reports acknowledged data that is gone. It wraps ErrDataLoss
@@ -474,7 +476,16 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, st *scanState
 	if !batchTorn(data, good, l.opts.maxPayload()) {
 		return seg, nil, corrupt(good, "%v (the batch was completely written, so it may have been acknowledged)", damage)
 	}
-	return seg, &repairPlan{seg: seg, data: data, off: good, batch: st.next, damage: damage}, nil
+	plan := &repairPlan{seg: seg, data: data, off: good, batch: st.next, damage: damage}
+	for _, p := range pending {
+		if p.t == recEntry {
+			if plan.firstIndex == 0 {
+				plan.firstIndex = p.index
+			}
+			plan.lastIndex = p.index
+		}
+	}
+	return seg, plan, nil
 }
 
 // applyBatch applies the records of one complete batch.
@@ -600,6 +611,7 @@ func (l *Log) repair(p *repairPlan, tail markState) error {
 	}
 	l.opts.Logger.Error("wal: cutting off a torn final write (a batch never acknowledged)",
 		"segment", seg.path, "offset", off, "bytes", len(data)-int(off), "torn_batch", p.batch,
+		"torn_first_index", p.firstIndex, "torn_last_index", p.lastIndex,
 		"kept_batch", tail.batch, "kept_last_index", tail.index, "reason", p.damage.Error(), "evidence", broken)
 	if err := writeFileSync(broken, data, !l.opts.NoSync); err != nil {
 		return fmt.Errorf("wal: save evidence of torn tail: %w", err)

@@ -194,8 +194,13 @@ type Log struct {
 // written. A batch that was never completely written at the end of the last
 // segment (a torn tail: the Append never returned) is cut off: the segment is
 // first copied to a ".broken" file as evidence, then the tail is zeroed and
-// synced. Damage anywhere else, or damage followed by later batches, is
-// reported as an error wrapping ErrCorrupt and nothing is changed on disk.
+// synced. Every check runs before anything is changed. Lost batches that
+// were synced (a truncated, zeroed or removed segment, a log that ends
+// before the batch the high-water mark names) are reported as an error
+// wrapping ErrDataLoss and ErrCorrupt; other damage anywhere else, or
+// damage followed by later batches, as an error wrapping ErrCorrupt. After
+// a refusal nothing on disk has changed. See the package documentation for
+// the fault model.
 func Open(dir string, opts Options) (*Log, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
