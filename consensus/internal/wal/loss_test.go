@@ -483,3 +483,33 @@ func TestOpenVersion1Log(t *testing.T) {
 	}
 	mustRefuse(t, "truncated after the upgrade", dir, testOptions(), ErrDataLoss)
 }
+
+// TestRefusalChangesNothing: when Open refuses a log, neither a torn tail
+// that would have been repaired nor leftover temporary files are touched
+// (the checks run before any repair).
+func TestRefusalChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	h := segHeader{version: 1, salt: 5, seq: 1, firstBatch: 1}
+	b := h.encode()
+	b = appendCommitRecord(b, h.salt, 1, 0, 0)
+	b = appendEntryRecord(b, h.salt, ent(1, 1))
+	b = appendStateRecord(b, h.salt, hardState(1, 1, 2)) // commit beyond the last entry
+	b = appendCommitRecord(b, h.salt, 2, 2, 0)
+	b = appendEntryRecord(b, h.salt, ent(2, 1)) // a torn batch: no commit record
+	b = append(b, make([]byte, 1024)...)
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "next-1.wal.tmp"), []byte("leftover"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The LOCK file of a log that was opened before (Open creates it to
+	// take the lock).
+	if err := os.WriteFile(filepath.Join(dir, "LOCK"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRefuse(t, "commit beyond the last entry behind a torn tail", dir, testOptions(), ErrCorrupt)
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.broken*")); len(m) != 0 {
+		t.Fatalf("evidence files written by a refused Open: %v", m)
+	}
+}
