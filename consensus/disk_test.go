@@ -230,14 +230,14 @@ func othersThan(c *consensustest.Cluster, id uint64) []uint64 {
 }
 
 // TestTruncatedLogRefusesToStart truncates a stopped member's newest log
-// segment, and in a second round zeroes its last batches in place (the file
-// keeps its size). Start must refuse with ErrDataLoss (and ErrCorrupt), say
-// what to do, and leave the log directory and its high-water mark
-// byte-for-byte unchanged. (Before the log kept a high-water mark, both
-// were taken for a torn final write and the member started without the
-// lost entries.)
+// segment, zeroes its last batches in place (the file keeps its size), or
+// puts back an older copy of Dir/wal. Start must refuse with ErrDataLoss
+// (and ErrCorrupt), say what to do, and leave the log directory and its
+// high-water mark byte-for-byte unchanged. (Before the log kept a
+// high-water mark, all three were taken for a torn final write or a clean
+// log, and the member started without the lost entries.)
 func TestTruncatedLogRefusesToStart(t *testing.T) {
-	for _, how := range []string{"truncate", "zero"} {
+	for _, how := range []string{"truncate", "zero", "stale-copy"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
 			c := newCluster(t, 1, consensustest.ClusterOptions{Seed: 21, Dir: dir})
@@ -251,6 +251,24 @@ func TestTruncatedLogRefusesToStart(t *testing.T) {
 				}
 			}
 			c.Stop(1)
+			walDir := filepath.Join(dir, "1", "wal")
+			if how == "stale-copy" {
+				stale := copyFiles(t, walDir, t.TempDir())
+				c.Start(1)
+				if _, err := c.WaitLeader(ctx); err != nil {
+					t.Fatal(err)
+				}
+				for i := range 10 {
+					if _, err := c.Node(1).Propose(ctx, consensustest.PutCommand(fmt.Sprint("later", i), "v")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				c.Stop(1)
+				if err := os.RemoveAll(walDir); err != nil {
+					t.Fatal(err)
+				}
+				copyFiles(t, stale, walDir)
+			}
 			segs, _ := filepath.Glob(filepath.Join(dir, "1", "wal", "*.wal"))
 			if len(segs) == 0 {
 				t.Fatal("no WAL segments")
@@ -265,9 +283,10 @@ func TestTruncatedLogRefusesToStart(t *testing.T) {
 				end--
 			}
 			cut := end - 300 // the last few batches
-			if how == "truncate" {
+			switch how {
+			case "truncate":
 				err = os.Truncate(seg, int64(cut))
-			} else {
+			case "zero":
 				clear(b[cut:end])
 				err = os.WriteFile(seg, b, 0o600)
 			}
@@ -302,4 +321,29 @@ func TestTruncatedLogRefusesToStart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// copyFiles copies the regular files of src into dst, creating it.
+func copyFiles(t *testing.T, src, dst string) string {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	des, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, de.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
