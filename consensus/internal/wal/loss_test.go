@@ -513,3 +513,24 @@ func TestRefusalChangesNothing(t *testing.T) {
 		t.Fatalf("evidence files written by a refused Open: %v", m)
 	}
 }
+
+// TestCrashWhileCreatingMark: a crash while a new log's mark was being
+// created leaves it empty, zero or short; Open starts the log afresh.
+func TestCrashWhileCreatingMark(t *testing.T) {
+	full := append(encodeMarkSlot(markState{}, 0), make([]byte, markSlotSize)...)
+	for _, b := range [][]byte{nil, make([]byte, markFileSize), full[:markSlotSize], full[:100]} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "HWM"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l, err := Open(dir, testOptions())
+		if err != nil {
+			t.Fatalf("mark of %d bytes: %v", len(b), err)
+		}
+		mustAppend(t, l, ents(1, 3, 1), hardState(1, 1, 1))
+		l.Close()
+		l = mustOpen(t, dir, testOptions())
+		checkLog(t, l, 0, 0, ents(1, 3, 1))
+		l.Close()
+	}
+}

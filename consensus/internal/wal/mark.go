@@ -108,9 +108,12 @@ func decodeMarkFile(b []byte) (m markState, gen uint64, present bool, err error)
 	if allZero(b) {
 		return m, 0, false, nil
 	}
-	if len(b) != markFileSize {
+	if len(b) > markFileSize {
 		return m, 0, false, fmt.Errorf("%d bytes, want %d", len(b), markFileSize)
 	}
+	// A crash while the file was created may leave it short: what was not
+	// written reads as zero.
+	b = append(b[:len(b):len(b)], make([]byte, markFileSize-len(b))...)
 	var errs []error
 	for i := range 2 {
 		sm, sg, ok, err := decodeMarkSlot(b[i*markSlotSize : (i+1)*markSlotSize])
