@@ -13,22 +13,31 @@ import (
 	"github.com/distkit/distkit/consensus/internal/wal"
 )
 
-// openDisk opens the durable log (Dir/wal) and snapshot files (Dir/snap).
+// openDisk opens the durable log (Dir/wal, with its high-water mark in
+// Dir/wal.hwm) and snapshot files (Dir/snap). The log is opened first: when
+// it refuses to open, nothing in Dir has been changed.
 func openDisk(c Config) (logStore, snapStore, error) {
-	ss, err := snap.Open(filepath.Join(c.Dir, "snap"), snap.Options{NoSync: c.UnsafeNoSync, Logger: c.Logger})
-	if err != nil {
-		return nil, nil, fmt.Errorf("consensus: open snapshots: %w", err)
-	}
 	l, err := wal.Open(filepath.Join(c.Dir, "wal"), wal.Options{
 		MaxEntryBytes: c.MaxEntryBytes + entryHeaderLen + binary.MaxVarintLen64 + maxRequestIDLen,
 		NoSync:        c.UnsafeNoSync,
 		Logger:        c.Logger,
+		// Outside Dir/wal, so that Dir/wal replaced by an older copy of
+		// itself is detected too.
+		MarkPath: filepath.Join(c.Dir, "wal.hwm"),
 	})
 	if err != nil {
-		if errors.Is(err, wal.ErrCorrupt) {
+		switch {
+		case errors.Is(err, wal.ErrDataLoss):
+			return nil, nil, fmt.Errorf("%w (%w): open log: %w", ErrDataLoss, ErrCorrupt, err)
+		case errors.Is(err, wal.ErrCorrupt):
 			return nil, nil, fmt.Errorf("consensus: open log: %w: %w", err, ErrCorrupt)
 		}
 		return nil, nil, fmt.Errorf("consensus: open log: %w", err)
+	}
+	ss, err := snap.Open(filepath.Join(c.Dir, "snap"), snap.Options{NoSync: c.UnsafeNoSync, Logger: c.Logger})
+	if err != nil {
+		l.Close()
+		return nil, nil, fmt.Errorf("consensus: open snapshots: %w", err)
 	}
 	ss.Keep(l.SnapshotMetadata().GetIndex())
 	return diskLog{l}, diskSnaps{ss}, nil

@@ -1,11 +1,13 @@
 package consensus_test
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,4 +227,123 @@ func othersThan(c *consensustest.Cluster, id uint64) []uint64 {
 		}
 	}
 	return out
+}
+
+// TestTruncatedLogRefusesToStart truncates a stopped member's newest log
+// segment, zeroes its last batches in place (the file keeps its size), or
+// puts back an older copy of Dir/wal. Start must refuse with ErrDataLoss
+// (and ErrCorrupt), say what to do, and leave the log directory and its
+// high-water mark byte-for-byte unchanged. (Before the log kept a
+// high-water mark, all three were taken for a torn final write or a clean
+// log, and the member started without the lost entries.)
+func TestTruncatedLogRefusesToStart(t *testing.T) {
+	for _, how := range []string{"truncate", "zero", "stale-copy"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			c := newCluster(t, 1, consensustest.ClusterOptions{Seed: 21, Dir: dir})
+			ctx := ctxT(t, 30*time.Second)
+			if _, err := c.WaitLeader(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 40 {
+				if _, err := c.Node(1).Propose(ctx, consensustest.PutCommand(fmt.Sprint("k", i), "v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Stop(1)
+			walDir := filepath.Join(dir, "1", "wal")
+			if how == "stale-copy" {
+				stale := copyFiles(t, walDir, t.TempDir())
+				c.Start(1)
+				if _, err := c.WaitLeader(ctx); err != nil {
+					t.Fatal(err)
+				}
+				for i := range 10 {
+					if _, err := c.Node(1).Propose(ctx, consensustest.PutCommand(fmt.Sprint("later", i), "v")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				c.Stop(1)
+				if err := os.RemoveAll(walDir); err != nil {
+					t.Fatal(err)
+				}
+				copyFiles(t, stale, walDir)
+			}
+			segs, _ := filepath.Glob(filepath.Join(dir, "1", "wal", "*.wal"))
+			if len(segs) == 0 {
+				t.Fatal("no WAL segments")
+			}
+			seg := segs[len(segs)-1]
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end := len(b)
+			for end > 0 && b[end-1] == 0 {
+				end--
+			}
+			cut := end - 300 // the last few batches
+			switch how {
+			case "truncate":
+				err = os.Truncate(seg, int64(cut))
+			case "zero":
+				clear(b[cut:end])
+				err = os.WriteFile(seg, b, 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			digest := func() string {
+				var sb strings.Builder
+				files, _ := filepath.Glob(filepath.Join(dir, "1", "wal", "*"))
+				for _, f := range append(files, filepath.Join(dir, "1", "wal.hwm")) {
+					data, err := os.ReadFile(f)
+					fmt.Fprintf(&sb, "%s %x %v\n", filepath.Base(f), sha256.Sum256(data), err)
+				}
+				return sb.String()
+			}
+			before := digest()
+			n, err := consensus.Start(consensus.Config{
+				ID: 1, Dir: filepath.Join(dir, "1"), Transport: c.Net.Transport(1), StorageMode: storageMode,
+			}, consensustest.NewKV())
+			if err == nil {
+				n.Close()
+				t.Fatal("Start over a truncated log succeeded")
+			}
+			if !errors.Is(err, consensus.ErrDataLoss) || !errors.Is(err, consensus.ErrCorrupt) {
+				t.Fatalf("Start over a truncated log = %v, want ErrDataLoss and ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), "add it back under a new id") {
+				t.Fatalf("error does not say what to do: %v", err)
+			}
+			if after := digest(); after != before {
+				t.Fatalf("refused Start changed the log:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+// copyFiles copies the regular files of src into dst, creating it.
+func copyFiles(t *testing.T, src, dst string) string {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	des, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, de.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }

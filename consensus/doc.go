@@ -90,6 +90,25 @@
 //     SnapshotBytes), the log is compacted behind them, and lagging or new
 //     members receive them streamed through Transport.SendSnapshot.
 //
+// # Storage faults
+//
+// With Config.Dir a member keeps its log in Dir/wal, a high-water mark of
+// the log (the last batch known to be durable) in Dir/wal.hwm, and
+// snapshots in Dir/snap. A crash leaves at most the last, unacknowledged
+// batch of the log incomplete; Start cuts it off and logs the cut at ERROR
+// level. Anything more (a log file truncated, zeroed in part or removed, or
+// Dir/wal replaced by an older copy) is detected before anything on disk is
+// changed, and Start fails with an error wrapping ErrDataLoss (and
+// ErrCorrupt) that names what is missing: the member never votes on a log
+// that lost entries it may have acknowledged. Damaged bytes are ErrCorrupt.
+// Either way, restore Dir from a copy that holds the missing data, or
+// remove the member from the group and add it back under a new ID with an
+// empty Dir. Two cases cannot be told from a crash on the member alone:
+// losing only batches synced after the mark's latest update (the mark is
+// brought up to date every 50 ms while writes are synced, and at every new
+// log segment and Close), and the whole of Dir (mark included) replaced by
+// an older copy of itself.
+//
 // # Goroutines and shutdown
 //
 // Start runs a raft loop (the only goroutine that touches raft), a persist

@@ -36,6 +36,15 @@ var (
 	ErrInvalidConfig = errors.New("consensus: invalid config")
 	// ErrCorrupt is returned when stored state cannot be trusted.
 	ErrCorrupt = errors.New("consensus: storage corrupt")
+	// ErrDataLoss is returned by Start when the member's log lost entries it
+	// had durably written (a log file truncated, zeroed or removed, or the
+	// log directory replaced by an older copy), so that it may have
+	// acknowledged writes it no longer holds. The member never starts on
+	// such a log. The error also wraps ErrCorrupt, and its message says
+	// what is missing. Restore the directory from a copy that holds the
+	// missing entries, or remove the member from the group and add it back
+	// under a new ID with an empty Dir.
+	ErrDataLoss = errors.New("consensus: acknowledged data lost")
 	// ErrRemoved is returned by operations on a member removed from the group.
 	ErrRemoved = errors.New("consensus: member removed")
 	// ErrUnknownMember is returned by membership calls naming an id that is

@@ -10,18 +10,25 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// On-disk format, version 1. All integers are little endian.
+// On-disk format, version 2 (version 1 is still read). All integers are
+// little endian.
 //
-// A segment file starts with a fixed header:
+// A segment file starts with a fixed header. Version 2:
 //
 //	[0:8]   magic "DKWALSEG"
-//	[8:12]  format version (1)
+//	[8:12]  format version (2)
 //	[12:16] salt: random, seeds every record checksum of this segment
 //	[16:24] segment sequence number (also in the file name)
 //	[24:32] sequence number of the first batch written to the segment
 //	[32:40] last log index when the segment was created (informational)
-//	[40:44] CRC32C of bytes [0:40]
-//	[44:48] zero
+//	[40:48] size the file was preallocated to before it was named (0: not
+//	        preallocated); the file can never legitimately be shorter
+//	[48:52] chain value of the batch before the first one (see below)
+//	[52:60] zero
+//	[60:64] CRC32C of bytes [0:60]
+//
+// Version 1 has a 48-byte header: bytes [0:40] as above, [40:44] the CRC32C
+// of [0:40], [44:48] zero; it has no preallocated size and no chain.
 //
 // Records follow, each aligned to 8 bytes so that a record header never
 // straddles an 8-byte boundary:
@@ -33,22 +40,28 @@ import (
 // Type 0 is invalid, so preallocated (zeroed) space reads as "no record".
 // Records are grouped into batches; a batch is one Append, SetSnapshot or
 // segment head and ends with a commit record carrying the batch sequence
-// number and the number of records in the batch. Only batches whose commit
-// record is intact are replayed. Each segment starts with a head batch that
-// holds the hard state and snapshot marker current at its creation, so older
-// segments can be deleted without losing them.
+// number, the number of records in the batch and (version 2; zero in
+// version 1) the batch's chain value: CRC32C seeded with the previous
+// batch's chain value over the 8-byte headers of the batch's other records
+// (which hold their checksums) and the 8-byte batch sequence number. The
+// chain ties every batch to all batches before it, across segments, so a
+// batch from another copy of the log cannot be spliced in unnoticed. Only
+// batches whose commit record is intact are replayed. Each segment starts
+// with a head batch that holds the hard state and snapshot marker current
+// at its creation, so older segments can be deleted without losing them.
 
 const (
-	segMagic      = "DKWALSEG"
-	segVersion    = 1
-	segHeaderSize = 48
-	recHeaderSize = 8
-	recAlign      = 8
-	maxRecordLen  = 1<<28 - 1
+	segMagic        = "DKWALSEG"
+	segVersion      = 2
+	segHeaderSizeV1 = 48
+	segHeaderSize   = 64 // version 2
+	recHeaderSize   = 8
+	recAlign        = 8
+	maxRecordLen    = 1<<28 - 1
 
 	entryPayloadHeader = 18 // index, term, type, flags
 	statePayloadSize   = 24 // term, vote, commit
-	commitPayloadSize  = 16 // batch seq, record count, zero
+	commitPayloadSize  = 16 // batch seq, record count, chain (zero in version 1)
 )
 
 type recType uint8
@@ -95,46 +108,86 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errRecord = errors.New("invalid record")
 
 type segHeader struct {
+	version    uint32 // 0 means segVersion
 	salt       uint32
 	seq        uint64
 	firstBatch uint64
 	baseIndex  uint64
+	prealloc   int64  // version 2
+	prevChain  uint32 // version 2
+}
+
+func (h segHeader) size() int {
+	if h.version == 1 {
+		return segHeaderSizeV1
+	}
+	return segHeaderSize
 }
 
 func (h segHeader) encode() []byte {
-	b := make([]byte, segHeaderSize)
+	v := h.version
+	if v == 0 {
+		v = segVersion
+	}
+	b := make([]byte, h.size())
 	copy(b[0:8], segMagic)
-	binary.LittleEndian.PutUint32(b[8:12], segVersion)
+	binary.LittleEndian.PutUint32(b[8:12], v)
 	binary.LittleEndian.PutUint32(b[12:16], h.salt)
 	binary.LittleEndian.PutUint64(b[16:24], h.seq)
 	binary.LittleEndian.PutUint64(b[24:32], h.firstBatch)
 	binary.LittleEndian.PutUint64(b[32:40], h.baseIndex)
-	binary.LittleEndian.PutUint32(b[40:44], crc32.Checksum(b[0:40], castagnoli))
+	if v == 1 {
+		binary.LittleEndian.PutUint32(b[40:44], crc32.Checksum(b[0:40], castagnoli))
+		return b
+	}
+	binary.LittleEndian.PutUint64(b[40:48], uint64(h.prealloc))
+	binary.LittleEndian.PutUint32(b[48:52], h.prevChain)
+	binary.LittleEndian.PutUint32(b[60:64], crc32.Checksum(b[0:60], castagnoli))
 	return b
 }
 
 func decodeSegHeader(b []byte) (segHeader, error) {
-	if len(b) < segHeaderSize {
-		return segHeader{}, fmt.Errorf("segment header: %d bytes, want %d", len(b), segHeaderSize)
+	if len(b) < segHeaderSizeV1 {
+		return segHeader{}, fmt.Errorf("segment header: %d bytes, want %d", len(b), segHeaderSizeV1)
 	}
 	if string(b[0:8]) != segMagic {
 		return segHeader{}, fmt.Errorf("segment header: bad magic %q", b[0:8])
 	}
-	if got, want := binary.LittleEndian.Uint32(b[40:44]), crc32.Checksum(b[0:40], castagnoli); got != want {
-		return segHeader{}, fmt.Errorf("segment header: checksum %08x, want %08x", got, want)
-	}
-	if v := binary.LittleEndian.Uint32(b[8:12]); v != segVersion {
-		return segHeader{}, fmt.Errorf("segment header: unsupported version %d", v)
-	}
-	if binary.LittleEndian.Uint32(b[44:48]) != 0 {
-		return segHeader{}, errors.New("segment header: reserved bytes not zero")
-	}
-	return segHeader{
+	h := segHeader{
+		version:    binary.LittleEndian.Uint32(b[8:12]),
 		salt:       binary.LittleEndian.Uint32(b[12:16]),
 		seq:        binary.LittleEndian.Uint64(b[16:24]),
 		firstBatch: binary.LittleEndian.Uint64(b[24:32]),
 		baseIndex:  binary.LittleEndian.Uint64(b[32:40]),
-	}, nil
+	}
+	switch h.version {
+	case 1:
+		if got, want := binary.LittleEndian.Uint32(b[40:44]), crc32.Checksum(b[0:40], castagnoli); got != want {
+			return segHeader{}, fmt.Errorf("segment header: checksum %08x, want %08x", got, want)
+		}
+		if binary.LittleEndian.Uint32(b[44:48]) != 0 {
+			return segHeader{}, errors.New("segment header: reserved bytes not zero")
+		}
+	case 2:
+		if len(b) < segHeaderSize {
+			return segHeader{}, fmt.Errorf("segment header: %d bytes, want %d", len(b), segHeaderSize)
+		}
+		if got, want := binary.LittleEndian.Uint32(b[60:64]), crc32.Checksum(b[0:60], castagnoli); got != want {
+			return segHeader{}, fmt.Errorf("segment header: checksum %08x, want %08x", got, want)
+		}
+		if !allZero(b[52:60]) {
+			return segHeader{}, errors.New("segment header: reserved bytes not zero")
+		}
+		prealloc := binary.LittleEndian.Uint64(b[40:48])
+		if prealloc > 1<<62 {
+			return segHeader{}, fmt.Errorf("segment header: preallocated size %d", prealloc)
+		}
+		h.prealloc = int64(prealloc)
+		h.prevChain = binary.LittleEndian.Uint32(b[48:52])
+	default:
+		return segHeader{}, fmt.Errorf("segment header: unsupported version %d", h.version)
+	}
+	return h, nil
 }
 
 func padLen(n int) int { return (recAlign - n%recAlign) % recAlign }
@@ -340,22 +393,38 @@ func decodeSnapshot(p []byte) (*raftpb.SnapshotMetadata, byte, error) {
 	return meta, flags, nil
 }
 
-func appendCommitRecord(buf []byte, salt uint32, seq uint64, count uint32) []byte {
+func appendCommitRecord(buf []byte, salt uint32, seq uint64, count, chain uint32) []byte {
 	buf, start := beginRecord(buf)
 	buf = binary.LittleEndian.AppendUint64(buf, seq)
 	buf = binary.LittleEndian.AppendUint32(buf, count)
-	buf = binary.LittleEndian.AppendUint32(buf, 0)
+	buf = binary.LittleEndian.AppendUint32(buf, chain)
 	return finishRecord(buf, start, recCommit, salt)
 }
 
-func decodeCommit(p []byte) (seq uint64, count uint32, err error) {
+func decodeCommit(p []byte) (seq uint64, count, chain uint32, err error) {
 	if len(p) != commitPayloadSize {
-		return 0, 0, fmt.Errorf("%w: commit payload of %d bytes", errRecord, len(p))
+		return 0, 0, 0, fmt.Errorf("%w: commit payload of %d bytes", errRecord, len(p))
 	}
-	if binary.LittleEndian.Uint32(p[12:16]) != 0 {
-		return 0, 0, fmt.Errorf("%w: commit reserved bytes not zero", errRecord)
+	return binary.LittleEndian.Uint64(p[0:8]), binary.LittleEndian.Uint32(p[8:12]), binary.LittleEndian.Uint32(p[12:16]), nil
+}
+
+// batchChain returns the chain value of the batch numbered seq whose
+// records other than the commit record are recs (well-formed records, as
+// encoded or validated), given the previous batch's chain value.
+func batchChain(prev uint32, recs []byte, seq uint64) uint32 {
+	c := prev
+	for len(recs) >= recHeaderSize {
+		c = crc32.Update(c, castagnoli, recs[:recHeaderSize])
+		n := recordSize(int(binary.LittleEndian.Uint32(recs) & maxRecordLen))
+		recs = recs[min(n, len(recs)):]
 	}
-	return binary.LittleEndian.Uint64(p[0:8]), binary.LittleEndian.Uint32(p[8:12]), nil
+	// crc32.Update over the 8 little-endian bytes of seq, without a buffer
+	// that would escape to the heap.
+	c = ^c
+	for i := range 8 {
+		c = castagnoli[byte(c)^byte(seq>>(8*i))] ^ c>>8
+	}
+	return ^c
 }
 
 // entrySize is proto.Size(e) for entries without unknown fields (all

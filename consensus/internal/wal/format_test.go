@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"encoding/binary"
+	"hash/crc32"
 	"math"
 	"testing"
 
@@ -45,5 +47,17 @@ func TestEntryRecordRoundTrip(t *testing.T) {
 		if _, _, _, err := decodeRecord(rec, 98, 1<<10); err == nil {
 			t.Fatal("record decoded with another segment's salt")
 		}
+	}
+}
+
+func TestBatchChainMatchesCRC(t *testing.T) {
+	recs := appendEntryRecord(nil, 9, ent(3, 2))
+	recs = appendStateRecord(recs, 9, hardState(2, 1, 3))
+	b := append([]byte(nil), recs[:recHeaderSize]...)
+	second := recordSize(int(binary.LittleEndian.Uint32(recs) & maxRecordLen))
+	b = append(b, recs[second:second+recHeaderSize]...)
+	b = binary.LittleEndian.AppendUint64(b, 0x0102030405060708)
+	if got, want := batchChain(77, recs, 0x0102030405060708), crc32.Update(77, castagnoli, b); got != want {
+		t.Fatalf("batchChain = %08x, want %08x", got, want)
 	}
 }

@@ -19,6 +19,7 @@ type preparer struct {
 type preparedFile struct {
 	f    *os.File
 	path string
+	size int64 // the preallocated size, 0 if the file system does not preallocate
 	err  error
 }
 
@@ -67,6 +68,9 @@ func (l *Log) prepareFile() preparedFile {
 	if err := preallocate(f, l.opts.SegmentBytes); err != nil {
 		pf.discard()
 		return preparedFile{err: fmt.Errorf("wal: preallocate %s: %w", pf.path, err)}
+	}
+	if st, err := f.Stat(); err == nil && st.Size() >= l.opts.SegmentBytes {
+		pf.size = l.opts.SegmentBytes
 	}
 	if !l.opts.NoSync {
 		if err := fdatasync(f); err != nil {

@@ -90,72 +90,211 @@ func (r *replayState) finish() error {
 }
 
 // listSegments returns the sequence numbers of the segments in dir, sorted,
-// and removes leftover temporary files.
-func listSegments(dir string) ([]uint64, error) {
+// and the leftover temporary files (removed once replay has succeeded).
+func listSegments(dir string) (seqs []uint64, leftovers []string, err error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("wal: read dir: %w", err)
+		return nil, nil, fmt.Errorf("wal: read dir: %w", err)
 	}
-	var seqs []uint64
 	for _, de := range des {
 		name := de.Name()
 		switch {
 		case strings.HasSuffix(name, ".wal.tmp"):
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("wal: remove leftover %s: %w", name, err)
-			}
+			leftovers = append(leftovers, filepath.Join(dir, name))
 		case strings.HasSuffix(name, ".wal"):
 			seq, err := strconv.ParseUint(strings.TrimSuffix(name, ".wal"), 16, 64)
 			if err != nil || segmentName(seq) != name {
-				return nil, fmt.Errorf("%w: unexpected file %s", ErrCorrupt, name)
+				return nil, nil, fmt.Errorf("%w: unexpected file %s", ErrCorrupt, name)
 			}
 			seqs = append(seqs, seq)
 		}
 	}
 	slices.Sort(seqs)
-	for i := 1; i < len(seqs); i++ {
-		if seqs[i] != seqs[i-1]+1 {
-			return nil, fmt.Errorf("%w: segment %s missing", ErrCorrupt, segmentName(seqs[i-1]+1))
-		}
-	}
-	return seqs, nil
+	return seqs, leftovers, nil
 }
 
+// scanState is what replay carries from batch to batch and segment to
+// segment.
+type scanState struct {
+	next  uint64    // sequence number of the next batch expected (0 before the first segment)
+	chain uint32    // chain value of the last batch read
+	tail  markState // the last complete batch read
+	mark  markState // the high-water mark, if present
+	// atMark is the batch the mark names, as found in the log.
+	atMark      markState
+	foundMark   bool
+	v2          bool // some segment has format version 2
+	havePresent bool // the mark file is present
+}
+
+// repairPlan is a torn tail found by replay, cut off only once every check
+// has passed.
+type repairPlan struct {
+	seg    *segment
+	data   []byte
+	off    int64
+	batch  uint64 // sequence number of the torn batch
+	damage error
+	// The entries of the torn batch that were readable (0: none).
+	firstIndex, lastIndex uint64
+}
+
+// lossError reports acknowledged data that is gone. It wraps ErrDataLoss
+// and ErrCorrupt.
+type lossError struct{ msg string }
+
+func (e *lossError) Error() string   { return e.msg }
+func (e *lossError) Unwrap() []error { return []error{ErrDataLoss, ErrCorrupt} }
+
+// remedy is appended to every refusal of replay.
+const remedy = "nothing on disk was changed; restore the directory from a copy that holds the missing data, " +
+	"or remove this member from its group and add it back under a new id with an empty directory"
+
+func (l *Log) lossf(format string, args ...any) error {
+	return &lossError{fmt.Sprintf("%v: %s: %s; %s", ErrDataLoss, l.dir, fmt.Sprintf(format, args...), remedy)}
+}
+
+// replay reads and checks the whole log without changing anything; only
+// when every check has passed does it remove leftovers, cut off a torn
+// tail, migrate a version 1 log and update the high-water mark.
 func (l *Log) replay() error {
-	seqs, err := listSegments(l.dir)
+	seqs, leftovers, err := listSegments(l.dir)
 	if err != nil {
 		return err
 	}
+	mark, gen, present, markErr := readMark(l.markPath)
+	st := &scanState{mark: mark, havePresent: present}
 	if len(seqs) == 0 {
-		seg, err := l.createSegment(1, 1, 0)
-		if err != nil {
-			return err
+		if markErr != nil {
+			return fmt.Errorf("%w; %s", markErr, remedy)
 		}
-		l.segs = []*segment{seg}
-		l.nextBatch = 2
-		return nil
+		if present && mark.batch > 0 {
+			return l.lossf("no segment files, but the high-water mark %s records batch %d (index %d) in segment %s as durable",
+				l.markPath, mark.batch, mark.index, segmentName(mark.seg))
+		}
+		return l.initLog(leftovers, present, gen)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			return l.lossf("segment %s is missing (found %s and %s)",
+				segmentName(seqs[i-1]+1), segmentName(seqs[i-1]), segmentName(seqs[i]))
+		}
 	}
 	r := &replayState{hs: l.hs, snap: l.snap}
-	var nextBatch uint64
+	var plan *repairPlan
 	for i, seq := range seqs {
-		seg, err := l.replaySegment(r, seq, i == len(seqs)-1, &nextBatch)
+		seg, p, err := l.replaySegment(r, seq, i == len(seqs)-1, st)
 		if seg != nil {
 			l.segs = append(l.segs, seg)
 		}
 		if err != nil {
 			return err
 		}
+		plan = p
+	}
+	if markErr != nil {
+		if st.v2 {
+			return fmt.Errorf("%w; %s", markErr, remedy)
+		}
+		// Only a version 1 log can be without a valid mark: a crash
+		// while its mark was first written.
+		present = false
+	}
+	if err := l.checkMark(st, present); err != nil {
+		return err
 	}
 	if err := r.finish(); err != nil {
-		return err
+		return fmt.Errorf("%w; %s", err, remedy)
+	}
+
+	// Every check passed: from here on the directory may change.
+	for _, p := range leftovers {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("wal: remove leftover %s: %w", p, err)
+		}
+	}
+	if plan != nil {
+		if err := l.repair(plan, st.tail); err != nil {
+			return err
+		}
 	}
 	l.hs, l.snap = r.hs, r.snap
 	l.dummyIndex, l.dummyTerm, l.locs = r.dummyIndex, r.dummyTerm, r.locs
-	l.nextBatch = nextBatch
+	l.nextBatch, l.chain = st.next, st.chain
+	l.durable = st.tail
+	l.durable.index = l.dummyIndex + uint64(len(l.locs))
+	if present {
+		l.markSaved = mark
+	}
+	if err := l.openMark(present, gen); err != nil {
+		return err
+	}
+	if err := l.saveMark(l.durable); err != nil {
+		return err
+	}
+	if l.active().version < segVersion {
+		// Migrate: new batches go to a new segment in the current format.
+		l.opts.Logger.Info("wal: upgrading log format", "dir", l.dir, "from_version", l.active().version, "to_version", segVersion)
+		if err := l.cut(); err != nil {
+			return err
+		}
+	}
 	if act := l.active(); act.size < l.opts.SegmentBytes {
 		if err := preallocate(act.f, l.opts.SegmentBytes); err != nil {
 			l.opts.Logger.Warn("wal: preallocate failed", "path", act.path, "err", err)
 		}
+	}
+	return nil
+}
+
+// initLog creates a new log: the high-water mark first (recording no batch),
+// so that a segment never exists without one, then the first segment.
+func (l *Log) initLog(leftovers []string, present bool, gen uint64) error {
+	for _, p := range leftovers {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("wal: remove leftover %s: %w", p, err)
+		}
+	}
+	l.markSaved = markState{}
+	if err := l.openMark(present, gen); err != nil {
+		return err
+	}
+	seg, chain, err := l.createSegment(1, 1, 0, 0)
+	if err != nil {
+		return err
+	}
+	l.segs = []*segment{seg}
+	l.nextBatch, l.chain = 2, chain
+	l.durable = markState{seg: 1, batch: 1, end: seg.size, chain: chain}
+	return l.saveMark(l.durable)
+}
+
+// checkMark compares the end of the log with the high-water mark.
+func (l *Log) checkMark(st *scanState, present bool) error {
+	t := st.tail
+	if !present {
+		if st.v2 {
+			return l.lossf("the high-water mark %s is missing, so whether batches after batch %d (index %d, %s offset %d) were lost cannot be told",
+				l.markPath, t.batch, t.index, segmentName(t.seg), t.end)
+		}
+		return nil // a version 1 log: migrated after replay
+	}
+	m := st.mark
+	if m.batch == 0 {
+		return nil
+	}
+	if t.batch < m.batch {
+		return l.lossf("the log ends with batch %d (index %d) at %s offset %d, but the high-water mark records batch %d (index %d) at %s offset %d as durable: batches %d..%d are lost",
+			t.batch, t.index, segmentName(t.seg), t.end, m.batch, m.index, segmentName(m.seg), m.end, t.batch+1, m.batch)
+	}
+	a := st.atMark
+	if !st.foundMark {
+		return l.lossf("the high-water mark records batch %d (index %d) in %s, which the log does not hold (it starts after it)",
+			m.batch, m.index, segmentName(m.seg))
+	}
+	if a.seg != m.seg || a.end != m.end || a.chain != m.chain {
+		return l.lossf("batch %d is in %s ending at offset %d with chain %08x, but the high-water mark records it in %s ending at offset %d with chain %08x: the directory holds a different copy of the log",
+			m.batch, segmentName(a.seg), a.end, a.chain, segmentName(m.seg), m.end, m.chain)
 	}
 	return nil
 }
@@ -171,44 +310,67 @@ type pendingRec struct {
 	flags byte
 }
 
-// replaySegment reads one segment into r. next is the sequence number of the
-// next batch expected (0 before the first segment).
-func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64) (*segment, error) {
+// replaySegment reads one segment into r without changing it. For the last
+// segment it may return a plan to cut off a torn tail.
+func (l *Log) replaySegment(r *replayState, seq uint64, last bool, st *scanState) (*segment, *repairPlan, error) {
 	path := filepath.Join(l.dir, segmentName(seq))
 	corrupt := func(off int64, format string, args ...any) error {
-		return fmt.Errorf("%w: %s at offset %d: %s", ErrCorrupt, path, off, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s at offset %d: %s; %s", ErrCorrupt, path, off, fmt.Sprintf(format, args...), remedy)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("wal: open segment: %w", err)
+		return nil, nil, fmt.Errorf("wal: open segment: %w", err)
 	}
-	st, err := f.Stat()
+	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("wal: stat segment: %w", err)
+		return nil, nil, fmt.Errorf("wal: stat segment: %w", err)
 	}
-	data := make([]byte, st.Size())
-	if _, err := io.ReadFull(io.NewSectionReader(f, 0, st.Size()), data); err != nil {
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, fi.Size()), data); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("wal: read segment %s: %w", path, err)
+		return nil, nil, fmt.Errorf("wal: read segment %s: %w", path, err)
 	}
 	seg := &segment{seq: seq, path: path, f: f}
 	h, err := decodeSegHeader(data)
 	if err != nil {
-		return seg, corrupt(0, "%v", err)
+		if len(data) < segHeaderSize || allZero(data[segHeaderSize:]) {
+			// Nothing but a (partial) header is left: the header was
+			// synced before the segment was named.
+			return seg, nil, l.lossf("segment %s holds %d bytes and no intact header (%v): it was truncated or zeroed",
+				segmentName(seq), len(data), err)
+		}
+		return seg, nil, corrupt(0, "%v", err)
+	}
+	seg.version = h.version
+	if h.version >= 2 {
+		st.v2 = true
 	}
 	if h.seq != seq {
-		return seg, corrupt(0, "header names segment %d", h.seq)
+		return seg, nil, corrupt(0, "header names segment %d", h.seq)
 	}
-	if *next == 0 {
-		*next = h.firstBatch
-	} else if h.firstBatch != *next {
-		return seg, corrupt(0, "segment starts with batch %d, want %d", h.firstBatch, *next)
+	if fi.Size() < h.prealloc {
+		return seg, nil, l.lossf("segment %s is %d bytes, but it was created with %d: it was truncated (a crash cannot shorten it)",
+			segmentName(seq), fi.Size(), h.prealloc)
+	}
+	if st.next == 0 {
+		st.next = h.firstBatch
+		st.chain = h.prevChain
+		st.tail = markState{seg: seq, batch: h.firstBatch - 1, end: int64(h.size()), chain: h.prevChain, index: h.baseIndex}
+	} else {
+		if h.firstBatch != st.next {
+			return seg, nil, l.lossf("segment %s starts with batch %d, but the previous segment ends with batch %d (index %d) at offset %d: batches are missing",
+				segmentName(seq), h.firstBatch, st.next-1, st.tail.index, st.tail.end)
+		}
+		if h.version >= 2 && h.prevChain != st.chain {
+			return seg, nil, l.lossf("segment %s continues chain %08x, but the previous segment ends with chain %08x: it belongs to another copy of the log",
+				segmentName(seq), h.prevChain, st.chain)
+		}
 	}
 	seg.salt = h.salt
 
 	var pending []pendingRec
-	good := int64(segHeaderSize) // end of the last complete batch
+	good := int64(h.size()) // end of the last complete batch
 	off := good
 	var damage error
 	torn := true // whether the damage can be an unfinished write
@@ -235,16 +397,29 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 			p.meta, p.flags, err = decodeSnapshot(payload)
 		case recCommit:
 			var bseq uint64
-			var count uint32
-			bseq, count, err = decodeCommit(payload)
-			if err == nil && (bseq != *next || int(count) != len(pending)) {
-				err = fmt.Errorf("commit of batch %d with %d records, want batch %d with %d", bseq, count, *next, len(pending))
+			var count, chain uint32
+			bseq, count, chain, err = decodeCommit(payload)
+			want := uint32(0)
+			if h.version >= 2 {
+				want = batchChain(st.chain, data[good:off], bseq)
+			}
+			switch {
+			case err != nil:
+			case bseq != st.next || int(count) != len(pending):
+				err = fmt.Errorf("commit of batch %d with %d records, want batch %d with %d", bseq, count, st.next, len(pending))
+			case chain != want:
+				err = fmt.Errorf("batch %d has chain %08x, want %08x", bseq, chain, want)
 			}
 			if err == nil {
 				applyBatch(r, seg, pending)
 				pending = pending[:0]
-				*next++
 				good = off + int64(n)
+				st.chain = chain
+				st.tail = markState{seg: seq, batch: bseq, end: good, chain: chain, index: r.dummyIndex + uint64(len(r.locs))}
+				if bseq == st.mark.batch {
+					st.atMark, st.foundMark = st.tail, true
+				}
+				st.next++
 				if seg.headSize == 0 {
 					seg.headSize = good
 				}
@@ -269,24 +444,48 @@ func (l *Log) replaySegment(r *replayState, seq uint64, last bool, next *uint64)
 	}
 	seg.size = good
 	if damage == nil {
-		return seg, nil
+		return seg, nil, nil
 	}
 	if seg.headSize == 0 {
-		return seg, corrupt(good, "segment head damaged: %v", damage)
+		if torn {
+			// The head is synced before the segment is named.
+			return seg, nil, l.lossf("%s offset %d: segment head damaged: %v; it was written before the segment was named, so it was truncated or zeroed",
+				segmentName(seq), good, damage)
+		}
+		return seg, nil, corrupt(good, "segment head damaged: %v", damage)
 	}
 	if !last {
-		return seg, corrupt(good, "%v (not the last segment: acknowledged data is damaged)", damage)
+		if torn {
+			return seg, nil, l.lossf("%s offset %d, after batch %d (index %d): %v; it is not the last segment, so acknowledged data was truncated or zeroed",
+				segmentName(seq), good, st.tail.batch, st.tail.index, damage)
+		}
+		return seg, nil, corrupt(good, "%v (not the last segment: acknowledged data is damaged)", damage)
 	}
 	if !torn {
-		return seg, corrupt(good, "%v (the record is intact as written)", damage)
+		return seg, nil, corrupt(good, "%v (the record is intact as written)", damage)
 	}
-	if why := laterData(data, good, h.salt, *next); why != "" {
-		return seg, corrupt(good, "%v; %s", damage, why)
+	if st.havePresent && st.mark.batch >= st.next {
+		m := st.mark
+		return seg, nil, l.lossf("%s offset %d, after batch %d (index %d): %v; the high-water mark records batch %d (index %d) at %s offset %d as durable: batches %d..%d are lost",
+			segmentName(seq), good, st.tail.batch, st.tail.index, damage, m.batch, m.index, segmentName(m.seg), m.end, st.next, m.batch)
+	}
+	if why := laterData(data, good, h.salt, st.next); why != "" {
+		return seg, nil, l.lossf("%s offset %d, after batch %d (index %d): %v; %s: acknowledged data was zeroed or overwritten",
+			segmentName(seq), good, st.tail.batch, st.tail.index, damage, why)
 	}
 	if !batchTorn(data, good, l.opts.maxPayload()) {
-		return seg, corrupt(good, "%v (the batch was completely written, so it may have been acknowledged)", damage)
+		return seg, nil, corrupt(good, "%v (the batch was completely written, so it may have been acknowledged)", damage)
 	}
-	return seg, l.repair(seg, data, good, damage)
+	plan := &repairPlan{seg: seg, data: data, off: good, batch: st.next, damage: damage}
+	for _, p := range pending {
+		if p.t == recEntry {
+			if plan.firstIndex == 0 {
+				plan.firstIndex = p.index
+			}
+			plan.lastIndex = p.index
+		}
+	}
+	return seg, plan, nil
 }
 
 // applyBatch applies the records of one complete batch.
@@ -356,7 +555,7 @@ func laterData(data []byte, from int64, salt uint32, next uint64) string {
 		if err != nil || t != recCommit {
 			continue
 		}
-		seq, _, err := decodeCommit(payload)
+		seq, _, _, err := decodeCommit(payload)
 		if err != nil {
 			continue
 		}
@@ -399,8 +598,10 @@ func allZero(b []byte) bool {
 }
 
 // repair cuts a torn tail off the last segment: it saves the segment to a
-// ".broken" file, zeroes everything from off on and syncs.
-func (l *Log) repair(seg *segment, data []byte, off int64, why error) error {
+// ".broken" file, zeroes everything from the plan's offset on and syncs.
+// tail is the last complete batch, which the cut keeps.
+func (l *Log) repair(p *repairPlan, tail markState) error {
+	seg, data, off := p.seg, p.data, p.off
 	broken := seg.path + ".broken"
 	for i := 1; ; i++ {
 		if _, err := os.Lstat(broken); errors.Is(err, os.ErrNotExist) {
@@ -408,8 +609,10 @@ func (l *Log) repair(seg *segment, data []byte, off int64, why error) error {
 		}
 		broken = fmt.Sprintf("%s.broken.%d", seg.path, i)
 	}
-	l.opts.Logger.Warn("wal: truncating torn tail", "path", seg.path, "offset", off,
-		"bytes", len(data)-int(off), "reason", why.Error(), "evidence", broken)
+	l.opts.Logger.Error("wal: cutting off a torn final write (a batch never acknowledged)",
+		"segment", seg.path, "offset", off, "bytes", len(data)-int(off), "torn_batch", p.batch,
+		"torn_first_index", p.firstIndex, "torn_last_index", p.lastIndex,
+		"kept_batch", tail.batch, "kept_last_index", tail.index, "reason", p.damage.Error(), "evidence", broken)
 	if err := writeFileSync(broken, data, !l.opts.NoSync); err != nil {
 		return fmt.Errorf("wal: save evidence of torn tail: %w", err)
 	}

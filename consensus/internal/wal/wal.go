@@ -45,6 +45,11 @@ var (
 	ErrInvalid  = errors.New("wal: invalid argument")
 	ErrTooLarge = errors.New("wal: entry too large")
 	ErrFailed   = errors.New("wal: log failed after a write error")
+	// ErrDataLoss is returned by Open when batches that were durably
+	// written are gone: a segment truncated, zeroed or removed, or the
+	// directory replaced by an older copy. Such errors also wrap
+	// ErrCorrupt. Their message names what is missing and what to do.
+	ErrDataLoss = errors.New("wal: data loss")
 )
 
 // Options configures a Log. The zero value is valid and means defaults.
@@ -66,6 +71,17 @@ type Options struct {
 	NoSync bool
 	// Logger receives repair and compaction events. Nil is silent.
 	Logger *slog.Logger
+	// MarkPath is the high-water mark file, which records the last durable
+	// batch so that Open detects lost batches. Default dir/HWM. Keeping it
+	// outside dir (in a parent directory the caller owns) also detects dir
+	// being replaced by an older copy of itself.
+	MarkPath string
+	// MarkInterval is how often the high-water mark is brought up to date
+	// in the background while batches are synced (it is also updated at
+	// every new segment and at Close). Loss of the batches synced since the
+	// last update cannot be told from a crash. Default
+	// DefaultMarkInterval; negative disables the background updates.
+	MarkInterval time.Duration
 
 	// crashHook, when set, is called at points where a crash would leave
 	// the directory in an interesting state (tests only).
@@ -99,6 +115,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MarkInterval == 0 {
+		o.MarkInterval = DefaultMarkInterval
+	}
 	return o, nil
 }
 
@@ -107,6 +126,7 @@ func (o Options) maxPayload() int { return o.MaxEntryBytes + entryPayloadHeader 
 
 // segment is one file of the log.
 type segment struct {
+	version  uint32
 	seq      uint64
 	path     string
 	f        *os.File
@@ -153,6 +173,17 @@ type Log struct {
 	cacheHits, cacheMisses atomic.Uint64 // updated by readers under the read lock
 
 	prep *preparer // nil until replay is done; guarded by wmu
+
+	chain    uint32    // chain value of the last batch written; guarded by wmu
+	durable  markState // the last synced batch; guarded by mu
+	markPath string
+
+	markMu    sync.Mutex // guards the mark file and the two fields below
+	markFile  *os.File
+	markGen   uint64
+	markSaved markState
+
+	markStop, markDone chan struct{} // the marker goroutine; guarded by wmu
 }
 
 // Open opens the log in dir, creating dir if needed, and replays it. It takes
@@ -163,8 +194,13 @@ type Log struct {
 // written. A batch that was never completely written at the end of the last
 // segment (a torn tail: the Append never returned) is cut off: the segment is
 // first copied to a ".broken" file as evidence, then the tail is zeroed and
-// synced. Damage anywhere else, or damage followed by later batches, is
-// reported as an error wrapping ErrCorrupt and nothing is changed on disk.
+// synced. Every check runs before anything is changed. Lost batches that
+// were synced (a truncated, zeroed or removed segment, a log that ends
+// before the batch the high-water mark names) are reported as an error
+// wrapping ErrDataLoss and ErrCorrupt; other damage anywhere else, or
+// damage followed by later batches, as an error wrapping ErrCorrupt. After
+// a refusal nothing on disk has changed. See the package documentation for
+// the fault model.
 func Open(dir string, opts Options) (*Log, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -191,19 +227,24 @@ func Open(dir string, opts Options) (*Log, error) {
 		}
 		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
 	}
+	if opts.MarkPath == "" {
+		opts.MarkPath = filepath.Join(dir, "HWM")
+	}
 	l := &Log{
-		dir:   dir,
-		opts:  opts,
-		lock:  lf,
-		hs:    &raftpb.HardState{},
-		snap:  &raftpb.SnapshotMetadata{ConfState: &raftpb.ConfState{}},
-		cache: entryCache{max: opts.CacheBytes},
+		markPath: opts.MarkPath,
+		dir:      dir,
+		opts:     opts,
+		lock:     lf,
+		hs:       &raftpb.HardState{},
+		snap:     &raftpb.SnapshotMetadata{ConfState: &raftpb.ConfState{}},
+		cache:    entryCache{max: opts.CacheBytes},
 	}
 	if err := l.replay(); err != nil {
 		l.closeFiles()
 		return nil, err
 	}
 	l.startPreparer()
+	l.startMarker()
 	return l, nil
 }
 
@@ -296,8 +337,9 @@ func (l *Log) Save(ents []*raftpb.Entry, hs *raftpb.HardState, sync bool) error 
 		buf = appendStateRecord(buf, seg.salt, hs)
 		count++
 	}
-	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, count)
-	if err := l.writeBatch(seg, buf); err != nil {
+	chain := batchChain(l.chain, buf, l.nextBatch)
+	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, count, chain)
+	if err := l.writeBatch(seg, buf, chain, newLast); err != nil {
 		return err
 	}
 
@@ -365,8 +407,13 @@ func (l *Log) SetSnapshot(meta *raftpb.SnapshotMetadata) error {
 	if err != nil {
 		return err
 	}
-	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1)
-	if err := l.writeBatch(seg, buf); err != nil {
+	chain := batchChain(l.chain, buf, l.nextBatch)
+	buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1, chain)
+	last := l.dummyIndex + uint64(len(l.locs))
+	if !keep {
+		last = meta.GetIndex()
+	}
+	if err := l.writeBatch(seg, buf, chain, last); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -436,6 +483,7 @@ func (l *Log) Compact(index uint64) error {
 func (l *Log) Close() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	l.stopMarker()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -448,10 +496,21 @@ func (l *Log) Close() error {
 		// Persist a commit index kept in memory by Save without sync.
 		seg := l.active()
 		buf := appendStateRecord(nil, seg.salt, l.hs)
-		buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1)
+		chain := batchChain(l.chain, buf, l.nextBatch)
+		buf = appendCommitRecord(buf, seg.salt, l.nextBatch, 1, chain)
 		if _, err = seg.f.WriteAt(buf, seg.size); err == nil && !l.opts.NoSync {
 			err = fdatasync(seg.f)
 		}
+		if err == nil {
+			seg.size += int64(len(buf))
+			l.durable = markState{seg: seg.seq, batch: l.nextBatch, end: seg.size, chain: chain,
+				index: l.dummyIndex + uint64(len(l.locs))}
+			l.nextBatch++
+			l.chain = chain
+		}
+	}
+	if l.failed == nil {
+		err = errors.Join(err, l.saveMark(l.durable))
 	}
 	return errors.Join(err, l.closeFiles())
 }
@@ -464,6 +523,12 @@ func (l *Log) closeFiles() error {
 	if l.lock != nil {
 		errs = append(errs, l.lock.Close())
 	}
+	l.markMu.Lock()
+	if l.markFile != nil {
+		errs = append(errs, l.markFile.Close())
+		l.markFile = nil
+	}
+	l.markMu.Unlock()
 	l.cache.reset()
 	l.locs = nil
 	return errors.Join(errs...)
@@ -498,8 +563,9 @@ func (l *Log) hook(p crashPoint) {
 	}
 }
 
-// writeBatch writes an encoded batch at the end of seg and syncs it.
-func (l *Log) writeBatch(seg *segment, buf []byte) error {
+// writeBatch writes an encoded batch at the end of seg and syncs it. chain
+// is the batch's chain value and index the last log index after it.
+func (l *Log) writeBatch(seg *segment, buf []byte, chain uint32, index uint64) error {
 	if cap(buf) <= 4<<20 {
 		l.buf = buf[:0]
 	} else {
@@ -514,6 +580,8 @@ func (l *Log) writeBatch(seg *segment, buf []byte) error {
 	}
 	l.mu.Lock()
 	seg.size += int64(len(buf))
+	l.durable = markState{seg: seg.seq, batch: l.nextBatch, end: seg.size, chain: chain, index: index}
+	l.chain = chain
 	l.nextBatch++
 	l.stats.BytesWritten += uint64(len(buf))
 	l.mu.Unlock()
@@ -559,24 +627,33 @@ func (l *Log) maybeCut(n int64) error {
 	if seg.size+n <= l.opts.SegmentBytes || seg.size <= seg.headSize {
 		return nil
 	}
-	// Seal: drop the preallocated tail so the segment ends at its last
-	// batch. Every batch is already durable, and whether the new size
-	// reaches the disk does not matter: replay accepts zeros after the last
-	// batch.
-	if err := seg.f.Truncate(seg.size); err != nil {
-		return l.fail(fmt.Errorf("wal: seal %s: %w", seg.path, err))
-	}
-	next, err := l.createSegment(seg.seq+1, l.nextBatch, l.dummyIndex+uint64(len(l.locs)))
-	if err != nil {
+	if err := l.cut(); err != nil {
 		return l.fail(err)
+	}
+	return nil
+}
+
+// cut seals the active segment and starts a new one, and records the new
+// segment's head batch in the high-water mark, so that losing the whole
+// newest segment is always detected. The sealed segment keeps its
+// preallocated size: a segment shorter than that was truncated.
+func (l *Log) cut() error {
+	seg := l.active()
+	last := l.dummyIndex + uint64(len(l.locs))
+	next, chain, err := l.createSegment(seg.seq+1, l.nextBatch, last, l.chain)
+	if err != nil {
+		return err
 	}
 	l.mu.Lock()
 	l.segs = append(l.segs, next)
+	l.durable = markState{seg: next.seq, batch: l.nextBatch, end: next.size, chain: chain, index: last}
+	l.chain = chain
 	l.nextBatch++
 	l.stats.Segments++
+	m := l.durable
 	l.mu.Unlock()
 	l.opts.Logger.Debug("wal: new segment", "path", next.path, "first_batch", l.nextBatch-1)
-	return nil
+	return l.saveMark(m)
 }
 
 func segmentName(seq uint64) string { return fmt.Sprintf("%016x.wal", seq) }
@@ -584,7 +661,7 @@ func segmentName(seq uint64) string { return fmt.Sprintf("%016x.wal", seq) }
 // createSegment atomically creates segment seq holding its header and a head
 // batch (the current hard state and snapshot marker): write to a temporary
 // file, preallocate, sync, rename, sync the directory.
-func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
+func (l *Log) createSegment(seq, batch, baseIndex uint64, prevChain uint32) (*segment, uint32, error) {
 	name := segmentName(seq)
 	path := filepath.Join(l.dir, name)
 	pf, err := l.takePrepared()
@@ -593,7 +670,7 @@ func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
 			l.opts.Logger.Warn("wal: segment preparation failed; creating it directly", "err", err)
 		}
 		if pf = l.prepareFile(); pf.err != nil {
-			return nil, pf.err
+			return nil, 0, pf.err
 		}
 	}
 	f, tmp := pf.f, pf.path
@@ -603,7 +680,7 @@ func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
 			pf.discard()
 		}
 	}()
-	h := segHeader{salt: rand.Uint32(), seq: seq, firstBatch: batch, baseIndex: baseIndex}
+	h := segHeader{salt: rand.Uint32(), seq: seq, firstBatch: batch, baseIndex: baseIndex, prealloc: pf.size, prevChain: prevChain}
 	buf := h.encode()
 	count := uint32(0)
 	if !raft.IsEmptyHardState(l.hs) {
@@ -612,28 +689,29 @@ func (l *Log) createSegment(seq, batch, baseIndex uint64) (*segment, error) {
 	}
 	if l.snap.GetIndex() != 0 || proto.Size(l.snap.GetConfState()) != 0 {
 		if buf, err = appendSnapshotRecord(buf, h.salt, l.snap, 0); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		count++
 	}
-	buf = appendCommitRecord(buf, h.salt, batch, count)
+	chain := batchChain(prevChain, buf[h.size():], batch)
+	buf = appendCommitRecord(buf, h.salt, batch, count, chain)
 	if _, err := f.WriteAt(buf, 0); err != nil {
-		return nil, fmt.Errorf("wal: write %s: %w", tmp, err)
+		return nil, 0, fmt.Errorf("wal: write %s: %w", tmp, err)
 	}
 	if err := l.sync(f); err != nil {
-		return nil, fmt.Errorf("wal: sync %s: %w", tmp, err)
+		return nil, 0, fmt.Errorf("wal: sync %s: %w", tmp, err)
 	}
 	l.hook(crashPoint{kind: "segment-tmp", path: tmp})
 	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("wal: rename %s: %w", tmp, err)
+		return nil, 0, fmt.Errorf("wal: rename %s: %w", tmp, err)
 	}
 	l.hook(crashPoint{kind: "segment-renamed", path: path, end: int64(len(buf))})
 	if err := l.syncDir(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ok = true
 	l.mu.Lock()
 	l.stats.BytesWritten += uint64(len(buf))
 	l.mu.Unlock()
-	return &segment{seq: seq, path: path, f: f, salt: h.salt, size: int64(len(buf)), headSize: int64(len(buf))}, nil
+	return &segment{version: segVersion, seq: seq, path: path, f: f, salt: h.salt, size: int64(len(buf)), headSize: int64(len(buf))}, chain, nil
 }

@@ -515,12 +515,12 @@ func sum(xs []uint64) uint64 {
 // the last entry (raft would panic on it later) is reported at Open.
 func TestOpenVerifiesCommitIndex(t *testing.T) {
 	dir := t.TempDir()
-	h := segHeader{salt: 5, seq: 1, firstBatch: 1}
+	h := segHeader{version: 1, salt: 5, seq: 1, firstBatch: 1}
 	b := h.encode()
-	b = appendCommitRecord(b, h.salt, 1, 0) // head batch
+	b = appendCommitRecord(b, h.salt, 1, 0, 0) // head batch
 	b = appendEntryRecord(b, h.salt, ent(1, 1))
 	b = appendStateRecord(b, h.salt, hardState(1, 1, 2))
-	b = appendCommitRecord(b, h.salt, 2, 2)
+	b = appendCommitRecord(b, h.salt, 2, 2, 0)
 	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -529,10 +529,10 @@ func TestOpenVerifiesCommitIndex(t *testing.T) {
 
 	// The same log with commit 1 opens.
 	b = h.encode()
-	b = appendCommitRecord(b, h.salt, 1, 0)
+	b = appendCommitRecord(b, h.salt, 1, 0, 0)
 	b = appendEntryRecord(b, h.salt, ent(1, 1))
 	b = appendStateRecord(b, h.salt, hardState(1, 1, 1))
-	b = appendCommitRecord(b, h.salt, 2, 2)
+	b = appendCommitRecord(b, h.salt, 2, 2, 0)
 	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -545,13 +545,13 @@ func TestOpenVerifiesCommitIndex(t *testing.T) {
 // follow the previous one is corruption, even with valid checksums.
 func TestOpenRejectsBatchSequenceGap(t *testing.T) {
 	dir := t.TempDir()
-	h := segHeader{salt: 5, seq: 1, firstBatch: 1}
+	h := segHeader{version: 1, salt: 5, seq: 1, firstBatch: 1}
 	b := h.encode()
-	b = appendCommitRecord(b, h.salt, 1, 0)
+	b = appendCommitRecord(b, h.salt, 1, 0, 0)
 	b = appendEntryRecord(b, h.salt, ent(1, 1))
-	b = appendCommitRecord(b, h.salt, 3, 1) // batch 2 is missing
+	b = appendCommitRecord(b, h.salt, 3, 1, 0) // batch 2 is missing
 	b = appendEntryRecord(b, h.salt, ent(2, 1))
-	b = appendCommitRecord(b, h.salt, 4, 1)
+	b = appendCommitRecord(b, h.salt, 4, 1, 0)
 	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
