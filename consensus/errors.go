@@ -47,6 +47,27 @@ var (
 	// ErrStale is returned by StaleRead when this member's view is older
 	// than the bound the caller allowed.
 	ErrStale = errors.New("consensus: state too stale")
+	// ErrDataLoss stops a member whose state is not what the group knows it
+	// by: its log ends before entries it acknowledged (an old copy of its
+	// directory, or a log truncated behind its back), or the group knows its
+	// id under another incarnation (its directory was wiped or replaced).
+	// Restarting cannot repair it: remove the member and add it back under a
+	// new id with an empty directory. Node.Err returns it wrapped, together
+	// with ErrCorrupt (of which it is a case).
+	ErrDataLoss = errors.New("consensus: member lost acknowledged state")
+	// ErrWrongGroup is returned by Start when the data directory (or
+	// MemoryStore) holds the state of another group than Config.GroupID.
+	ErrWrongGroup = errors.New("consensus: state belongs to another group")
+	// ErrRefused is reported (Event.Err of EventMessageRefused) for an
+	// inbound message the node refused without letting it reach raft: a
+	// malformed or foreign payload, an impossible term, a sender that is
+	// not a member, fields that would corrupt raft's state.
+	ErrRefused = errors.New("consensus: message refused")
+	// ErrMemberLostState is reported (wrapped with ErrRefused) for a message
+	// from a member whose incarnation differs from the one the group
+	// recorded: it restarted with empty or someone else's state. Remove it
+	// and add it back under a new id.
+	ErrMemberLostState = errors.New("consensus: member lost its state")
 )
 
 // NotLeaderError carries the leader a caller should retry against. It
