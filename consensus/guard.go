@@ -254,6 +254,12 @@ func (n *Node) checkInbound(in inbound) error {
 			// before it lost its state).
 			return errRefused("%v from %d: this member has no state and does not vote", typ, from)
 		}
+	case raftpb.MsgTransferLeader:
+		// Only a leader takes it; a follower would forward it with its
+		// term set, which raft refuses with a panic.
+		if st.RaftState != raft.StateLeader {
+			return errRefused("MsgTransferLeader from %d to a member that does not lead", from)
+		}
 	case raftpb.MsgTimeoutNow:
 		if from != st.Lead || m.GetTerm() != local {
 			return errRefused("MsgTimeoutNow from %d, which is not the leader", from)
