@@ -233,7 +233,11 @@ func (n *Node) checkInbound(in inbound) error {
 			ErrRefused, ErrMemberLostState, from, in.inc, want, from)
 	}
 	st := n.rn.BasicStatus()
-	if _, member := n.addrs[from]; !member {
+	_, member := n.addrs[from]
+	if _, gone := n.removedPeers[from]; gone {
+		member = true // answered with its commit index (farewellAck)
+	}
+	if !member {
 		// A member this one does not know yet may lead a group it lags
 		// behind (it joined while this one was away) or is joining: accept
 		// what a leader sends when this member follows no one, or follows

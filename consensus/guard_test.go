@@ -126,4 +126,3 @@ func FuzzStep(f *testing.F) {
 		}
 	})
 }
-

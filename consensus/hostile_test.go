@@ -423,4 +423,3 @@ func TestForeignGroupRefusedAtStart(t *testing.T) {
 		t.Fatalf("MemoryStore of group 1 started as group 2: %v", err)
 	}
 }
-
