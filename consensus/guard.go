@@ -250,6 +250,10 @@ func (n *Node) checkInbound(in inbound) error {
 	if local > 0 && m.GetTerm() > local && m.GetTerm()-local > n.cfg.MaxTermJump {
 		return errRefused("%v from %d jumps from term %d to %d (Config.MaxTermJump %d)", typ, from, local, m.GetTerm(), n.cfg.MaxTermJump)
 	}
+	if isLeaderMsg(typ) && m.GetTerm() == local && st.Lead != 0 && from != st.Lead {
+		// One leader per term: raft would follow whoever sent it.
+		return errRefused("%v from %d, but %d leads term %d", typ, from, st.Lead, local)
+	}
 	switch typ {
 	case raftpb.MsgVote, raftpb.MsgPreVote:
 		if n.lastIdx == 0 {

@@ -216,6 +216,45 @@ func TestUnknownSenderRefused(t *testing.T) {
 	}
 }
 
+// A member that is not the leader cannot speak for it: before, a heartbeat
+// at the current term from a follower's id made the receiver follow that
+// id, and one committing beyond the receiver's log made raft panic.
+func TestImpostorLeaderRefused(t *testing.T) {
+	var ev events
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 35, Configure: ev.configure})
+	ctx := ctxT(t, 30*time.Second)
+	lead, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := c.Node(lead).Status()
+	var followers []uint64
+	for _, id := range c.Running() {
+		if id != lead {
+			followers = append(followers, id)
+		}
+	}
+	from, to := followers[0], followers[1]
+	tr := forger(t, c, 99)
+	inc := c.Node(from).Status().Incarnation
+	tr.Send([]consensus.Message{
+		forge(inc, &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(from), To: new(to), Term: new(st.Term), Commit: new(uint64(1 << 40))}),
+		forge(inc, &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: new(from), To: new(to), Term: new(st.Term),
+			Index: new(st.Commit), LogTerm: new(st.Term), Commit: new(st.Commit + 1),
+			Entries: []*raftpb.Entry{{Index: new(st.Commit + 1), Term: new(st.Term), Data: []byte("forged")}}}),
+	})
+	waitFor(ctx, t, "two refusals", func() bool { return len(ev.refused(to)) >= 2 })
+	if _, err := c.Node(lead).Propose(ctx, consensustest.PutCommand("a", "1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node(to).Err(); err != nil {
+		t.Fatalf("member %d failed: %v", to, err)
+	}
+	if got := c.Node(to).Status(); got.Leader != lead || got.Term != st.Term {
+		t.Fatalf("member %d: leader %d term %d, want %d and %d", to, got.Leader, got.Term, lead, st.Term)
+	}
+}
+
 // A member whose state was wiped restarts empty under its old id. Before,
 // the first leader that had not seen it acknowledge anything sent it a
 // snapshot and counted it again, its forgotten votes and log included.
