@@ -285,6 +285,13 @@ func (n *Node) checkInbound(in inbound) error {
 			return errRefused("member %d acknowledges index %d beyond the log (%d)", from, m.GetIndex(), n.lastIdx)
 		}
 	case raftpb.MsgHeartbeat:
+		if m.GetCommit() > n.lastIdx && !member {
+			// Only a member's word is taken for it (a stranger could stop
+			// this member otherwise); a member that lost its state knows
+			// no members and sits refused by the group.
+			return errRefused("heartbeat from %d, not a member here, commits to %d beyond this log (%d): "+
+				"if %d leads the group, this member lost its state", from, m.GetCommit(), n.lastIdx, from)
+		}
 		if m.GetTerm() >= local && m.GetCommit() > n.lastIdx {
 			// A leader sends a commit index no higher than what this
 			// member acknowledged as durable, so this member's log once
