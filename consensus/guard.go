@@ -210,8 +210,16 @@ func validConfState(cs *raftpb.ConfState, index uint64) (err error) {
 		}
 	}()
 	chg := confchange.Changer{Tracker: tracker.MakeProgressTracker(1, 0), LastIndex: index}
-	if _, _, err := confchange.Restore(chg, cs); err != nil {
+	cfg, prs, err := confchange.Restore(chg, cs)
+	if err != nil {
 		return errRefused("invalid configuration %v: %v", cs, err)
+	}
+	// raft panics unless the configuration it ends up with is the one it
+	// was given (an id both voter and learner, say, is not).
+	trk := tracker.MakeProgressTracker(1, 0)
+	trk.Config, trk.Progress = cfg, prs
+	if err := cs.Equivalent(trk.ConfState()); err != nil {
+		return errRefused("inconsistent configuration %v", cs)
 	}
 	return nil
 }

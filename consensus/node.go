@@ -351,7 +351,8 @@ func (n *Node) recover() (*applyState, error) {
 		return nil, fmt.Errorf("consensus: read log: %w", err)
 	}
 	ap := &applyState{rs: replicated{dedup: newDedupWindow(n.cfg.DedupEntries), sess: newSessions(), incarnations: map[uint64]uint64{}}}
-	n.incs.Store(&ap.rs.incarnations)
+	reg := ap.rs.incarnations // not &ap.rs.incarnations: the apply loop reassigns it
+	n.incs.Store(&reg)
 	empty := raft.IsEmptyHardState(hs) && raft.IsEmptySnap(snap) && last == 0
 	if empty && len(n.cfg.Bootstrap) > 0 {
 		if err := n.bootstrap(); err != nil {
