@@ -90,6 +90,11 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 			}
 			ap.bytesSnap += uint64(len(data))
 			h, body, err := decodeEntry(data)
+			if err == nil && h.kind == entryIncarnation {
+				n.checkOverwritten(idx, 0, false)
+				n.applyIncarnation(ap, body)
+				continue
+			}
 			if err != nil || h.kind != entryCommand {
 				// Not ours to interpret: hand it over as it is.
 				n.checkOverwritten(idx, 0, false)

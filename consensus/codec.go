@@ -14,15 +14,17 @@ import (
 
 // Entry payload layout (version 1), all integers little-endian:
 //
-//	kind  byte     entryCommand or entryConfChange
+//	kind  byte     entryCommand, entryConfChange or entryIncarnation
 //	flags byte     bit 0: a request id follows
 //	epoch uint64   random per node incarnation
 //	seq   uint64   proposal number within the epoch
 //	[reqLen uvarint, req bytes]   if flag bit 0
-//	rest           command bytes (entryCommand) or member list (entryConfChange)
+//	rest           command bytes (entryCommand), member list (entryConfChange),
+//	               or member id (uvarint) and incarnation (uint64) (entryIncarnation)
 const (
-	entryCommand    byte = 1
-	entryConfChange byte = 2
+	entryCommand     byte = 1
+	entryConfChange  byte = 2
+	entryIncarnation byte = 3
 
 	flagRequestID byte = 1
 
@@ -69,7 +71,7 @@ func decodeEntry(data []byte) (entryHeader, []byte, error) {
 		return h, nil, fmt.Errorf("%w: entry of %d bytes", errMalformed, len(data))
 	}
 	h.kind = data[0]
-	if h.kind != entryCommand && h.kind != entryConfChange {
+	if h.kind != entryCommand && h.kind != entryConfChange && h.kind != entryIncarnation {
 		return h, nil, fmt.Errorf("%w: entry kind %d", errMalformed, h.kind)
 	}
 	flags := data[1]
@@ -167,10 +169,14 @@ func decodeMembers(r byteReader) ([]Member, error) {
 	return ms, nil
 }
 
-// Snapshot stream layout (version 1): magic, flags, replicated node state
-// (members, request-id window, proposal sessions), then the state machine's
-// own stream until EOF.
-var snapMagic = [4]byte{'d', 'k', 's', '1'}
+// Snapshot stream layout (version 2): magic, flags, replicated node state
+// (members, request-id window, proposal sessions, member incarnations), then
+// the state machine's own stream until EOF. Version 1 (magic "dks1", written
+// by earlier releases) has no incarnations and is still read.
+var (
+	snapMagic   = [4]byte{'d', 'k', 's', '2'}
+	snapMagicV1 = [4]byte{'d', 'k', 's', '1'}
+)
 
 const snapFlagNoUserData byte = 1
 
@@ -181,6 +187,10 @@ type replicated struct {
 	members []Member
 	dedup   *dedupWindow
 	sess    *sessions
+	// incarnations records the incarnation each member announced when it
+	// first joined (see identity.go). Never modified in place: a change
+	// replaces the map, so a published one can be read without locks.
+	incarnations map[uint64]uint64
 }
 
 func encodeSnapshotHeader(rs replicated, noUserData bool) []byte {
@@ -193,6 +203,7 @@ func encodeSnapshotHeader(rs replicated, noUserData bool) []byte {
 	b = encodeMembers(b, rs.members)
 	b = rs.dedup.appendTo(b)
 	b = rs.sess.appendTo(b)
+	b = appendIncarnations(b, rs.incarnations)
 	return b
 }
 
@@ -204,7 +215,7 @@ func decodeSnapshotHeader(r byteReader, maxResult int) (replicated, bool, error)
 	if _, err := io.ReadFull(r, magic[:]); err != nil {
 		return rs, false, fmt.Errorf("%w: snapshot magic: %v", errMalformed, err)
 	}
-	if magic != snapMagic {
+	if magic != snapMagic && magic != snapMagicV1 {
 		return rs, false, fmt.Errorf("%w: snapshot magic %q", errMalformed, magic[:])
 	}
 	flags, err := r.ReadByte()
@@ -218,6 +229,11 @@ func decodeSnapshotHeader(r byteReader, maxResult int) (replicated, bool, error)
 		return rs, false, err
 	}
 	if rs.sess, err = readSessions(r); err != nil {
+		return rs, false, err
+	}
+	if magic == snapMagicV1 {
+		rs.incarnations = map[uint64]uint64{}
+	} else if rs.incarnations, err = readIncarnations(r); err != nil {
 		return rs, false, err
 	}
 	return rs, flags&snapFlagNoUserData != 0, nil
@@ -488,3 +504,112 @@ func readSessions(r byteReader) (*sessions, error) {
 
 // newSnapshotReader wraps a snapshot stream for header decoding.
 func newSnapshotReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, 64<<10) }
+
+// Message payload layout (version 1), all integers little-endian. Every
+// message a node sends (Message.Payload, including snapshot headers) is an
+// envelope around raft's own message:
+//
+//	version     byte    envelopeV1
+//	group       uint64  the sender's Config.GroupID
+//	incarnation uint64  the sender's incarnation (see identity.go)
+//	rest                raft message (protobuf)
+//
+// The version byte is one a protobuf encoding of a raft message never
+// starts with, so payloads of earlier releases (bare protobuf) are told
+// apart and refused rather than misread.
+const (
+	envelopeV1  byte = 0xd1
+	envelopeLen      = 1 + 8 + 8
+)
+
+// appendEnvelope appends the envelope header for a message from group and
+// incarnation to b; the raft message follows.
+func appendEnvelope(b []byte, group, inc uint64) []byte {
+	b = append(b, envelopeV1)
+	b = binary.LittleEndian.AppendUint64(b, group)
+	return binary.LittleEndian.AppendUint64(b, inc)
+}
+
+// decodeEnvelope splits a payload into the sender's group and incarnation
+// and the raft message bytes (aliasing p).
+func decodeEnvelope(p []byte) (group, inc uint64, body []byte, err error) {
+	if len(p) < envelopeLen {
+		return 0, 0, nil, fmt.Errorf("%w: payload of %d bytes", errMalformed, len(p))
+	}
+	if p[0] != envelopeV1 {
+		return 0, 0, nil, fmt.Errorf("%w: payload version %#x", errMalformed, p[0])
+	}
+	group = binary.LittleEndian.Uint64(p[1:])
+	inc = binary.LittleEndian.Uint64(p[9:])
+	if inc == 0 {
+		return 0, 0, nil, fmt.Errorf("%w: incarnation 0", errMalformed)
+	}
+	return group, inc, p[envelopeLen:], nil
+}
+
+// maxIncarnations bounds the incarnation records a snapshot may carry (one
+// per member id the group has ever had).
+const maxIncarnations = 1 << 20
+
+// appendIncarnations encodes the incarnation registry sorted by member id.
+func appendIncarnations(b []byte, m map[uint64]uint64) []byte {
+	ids := make([]uint64, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = binary.AppendUvarint(b, id)
+		b = binary.LittleEndian.AppendUint64(b, m[id])
+	}
+	return b
+}
+
+func readIncarnations(r byteReader) (map[uint64]uint64, error) {
+	n, err := readUvarint(r, maxIncarnations, "incarnation count")
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint64]uint64, min(n, 1024))
+	for range n {
+		id, err := readUvarint(r, ^uint64(0), "incarnation member")
+		if err != nil {
+			return nil, err
+		}
+		var b [8]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return nil, fmt.Errorf("%w: incarnation: %v", errMalformed, err)
+		}
+		inc := binary.LittleEndian.Uint64(b[:])
+		if id == 0 || inc == 0 {
+			return nil, fmt.Errorf("%w: incarnation record %d=%d", errMalformed, id, inc)
+		}
+		if _, dup := m[id]; dup {
+			return nil, fmt.Errorf("%w: member %d has two incarnation records", errMalformed, id)
+		}
+		m[id] = inc
+	}
+	return m, nil
+}
+
+// encodeIncarnationEntry is the entry by which member id announces its
+// incarnation to the group.
+func encodeIncarnationEntry(id, inc uint64) []byte {
+	body := binary.AppendUvarint(nil, id)
+	body = binary.LittleEndian.AppendUint64(body, inc)
+	return encodeEntry(entryHeader{kind: entryIncarnation}, body)
+}
+
+// decodeIncarnationBody decodes the body of an entryIncarnation entry.
+func decodeIncarnationBody(body []byte) (id, inc uint64, err error) {
+	id, n := binary.Uvarint(body)
+	if n <= 0 || n != uvarintLen(id) || len(body) != n+8 {
+		return 0, 0, fmt.Errorf("%w: incarnation entry", errMalformed)
+	}
+	inc = binary.LittleEndian.Uint64(body[n:])
+	if id == 0 || inc == 0 {
+		return 0, 0, fmt.Errorf("%w: incarnation entry %d=%d", errMalformed, id, inc)
+	}
+	return id, inc, nil
+}

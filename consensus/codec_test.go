@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -86,49 +87,113 @@ func FuzzDecodeSnapshotHeader(f *testing.F) {
 	})
 }
 
+// envelope wraps a raft message as member inc of group 0 sends it.
+func envelope(inc uint64, m *raftpb.Message) []byte {
+	b, _ := proto.MarshalOptions{}.MarshalAppend(appendEnvelope(nil, 0, inc), m)
+	return b
+}
+
 func FuzzDecodeInbound(f *testing.F) {
 	m := &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(3)),
+		Index: new(uint64(3)), LogTerm: new(uint64(2)),
 		Entries: []*raftpb.Entry{{Index: new(uint64(4)), Term: new(uint64(3)), Data: []byte("d")}}}
-	good, _ := proto.Marshal(m)
-	f.Add(good, uint64(2))
+	f.Add(envelope(7, m), uint64(2))
+	f.Add(envelope(7, &raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(^uint64(0)))}), uint64(2))
+	f.Add(envelope(7, &raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(uint64(2)), To: new(uint64(1))}), uint64(2))
 	snap, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(uint64(2)), To: new(uint64(1))})
 	f.Add(snap, uint64(2))
 	f.Add([]byte{0xff, 0xff}, uint64(2))
 	f.Fuzz(func(t *testing.T, payload []byte, from uint64) {
-		got, err := decodeInbound(1, Message{From: from, To: 1, Payload: payload})
+		in, err := decodeInbound(1, 0, Message{From: from, To: 1, Payload: payload})
 		if err != nil {
+			if !errors.Is(err, errMalformed) && !errors.Is(err, ErrRefused) {
+				t.Fatalf("error %v wraps neither errMalformed nor ErrRefused", err)
+			}
 			return
 		}
-		if got.GetTo() != 1 || got.GetFrom() != from || got.GetType() == raftpb.MsgSnap {
-			t.Fatalf("accepted %v", got)
+		got := in.m
+		if got.GetTo() != 1 || got.GetFrom() != from || got.GetType() == raftpb.MsgSnap || in.inc == 0 ||
+			got.GetTerm() > MaxTerm || (got.GetTerm() == 0) != (got.GetType() == raftpb.MsgProp || got.GetType() == raftpb.MsgReadIndex) {
+			t.Fatalf("accepted %v (incarnation %d)", got, in.inc)
+		}
+		if got.GetType() == raftpb.MsgApp {
+			for i, e := range got.GetEntries() {
+				if e.GetIndex() != got.GetIndex()+1+uint64(i) || e.GetTerm() > got.GetTerm() {
+					t.Fatalf("accepted append with entry %d at %d/%d", i, e.GetIndex(), e.GetTerm())
+				}
+			}
 		}
 	})
 }
 
 func TestDecodeInboundRejects(t *testing.T) {
-	mk := func(typ raftpb.MessageType, from, to uint64) []byte {
-		b, _ := proto.Marshal(&raftpb.Message{Type: typ.Enum(), From: new(from), To: new(to)})
-		return b
+	mk := func(typ raftpb.MessageType, from, to, term uint64) []byte {
+		return envelope(7, &raftpb.Message{Type: typ.Enum(), From: new(from), To: new(to), Term: new(term)})
 	}
+	bare, _ := proto.Marshal(&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1))})
+	foreign, _ := proto.MarshalOptions{}.MarshalAppend(appendEnvelope(nil, 9, 7),
+		&raftpb.Message{Type: raftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1))})
+	gap := envelope(7, &raftpb.Message{Type: raftpb.MsgApp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(3)),
+		Index: new(uint64(3)), LogTerm: new(uint64(2)),
+		Entries: []*raftpb.Entry{{Index: new(uint64(4)), Term: new(uint64(3))}, {Index: new(uint64(6)), Term: new(uint64(3))}}})
+	badConf := envelope(7, &raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(uint64(2)), To: new(uint64(1)),
+		Entries: []*raftpb.Entry{{Type: raftpb.EntryConfChangeV2.Enum(), Data: []byte{0xff}}}})
 	tests := []struct {
 		name    string
 		payload []byte
 		from    uint64
 		ok      bool
 	}{
-		{"heartbeat", mk(raftpb.MsgHeartbeat, 2, 1), 2, true},
-		{"wrong recipient", mk(raftpb.MsgHeartbeat, 2, 3), 2, false},
-		{"spoofed sender", mk(raftpb.MsgHeartbeat, 3, 1), 2, false},
-		{"local type", mk(raftpb.MsgHup, 2, 1), 2, false},
-		{"snapshot outside stream", mk(raftpb.MsgSnap, 2, 1), 2, false},
+		{"heartbeat", mk(raftpb.MsgHeartbeat, 2, 1, 1), 2, true},
+		{"wrong recipient", mk(raftpb.MsgHeartbeat, 2, 3, 1), 2, false},
+		{"spoofed sender", mk(raftpb.MsgHeartbeat, 3, 1, 1), 2, false},
+		{"from self", mk(raftpb.MsgHeartbeat, 1, 1, 1), 1, false},
+		{"local type", mk(raftpb.MsgHup, 2, 1, 1), 2, false},
+		{"forget leader", mk(raftpb.MsgForgetLeader, 2, 1, 1), 2, false},
+		{"snapshot outside stream", mk(raftpb.MsgSnap, 2, 1, 1), 2, false},
+		{"no term", mk(raftpb.MsgHeartbeat, 2, 1, 0), 2, false},
+		{"term beyond MaxTerm", mk(raftpb.MsgHeartbeat, 2, 1, ^uint64(0)), 2, false},
+		{"proposal with a term", mk(raftpb.MsgProp, 2, 1, 5), 2, false},
+		{"empty proposal", mk(raftpb.MsgProp, 2, 1, 0), 2, false},
+		{"append with a gap", gap, 2, false},
+		{"undecodable conf change", badConf, 2, false},
+		{"bare protobuf", bare, 2, false},
+		{"other group", foreign, 2, false},
 		{"garbage", []byte{0xff, 0x01}, 2, false},
 	}
 	for _, tt := range tests {
-		_, err := decodeInbound(1, Message{From: tt.from, To: 1, Payload: tt.payload})
+		_, err := decodeInbound(1, 0, Message{From: tt.from, To: 1, Payload: tt.payload})
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: err = %v, want ok=%v", tt.name, err, tt.ok)
 		}
 	}
+}
+
+func TestIdentityRoundTrip(t *testing.T) {
+	id := identity{group: 42, incarnation: 0xdeadbeef}
+	got, err := decodeIdentity(encodeIdentity(id))
+	if err != nil || got != id {
+		t.Fatalf("round trip = %+v, %v; want %+v", got, err, id)
+	}
+	b := encodeIdentity(id)
+	b[7] ^= 1
+	if _, err := decodeIdentity(b); !errors.Is(err, errMalformed) {
+		t.Fatalf("flipped bit: err = %v", err)
+	}
+}
+
+func FuzzDecodeIdentity(f *testing.F) {
+	f.Add(encodeIdentity(identity{group: 1, incarnation: 2}))
+	f.Add([]byte("dkid"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, err := decodeIdentity(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(encodeIdentity(id), b) {
+			t.Fatalf("decoded %+v from %x, which re-encodes differently", id, b)
+		}
+	})
 }
 
 // The dedup window keeps exactly the newest max ids, in log order, and

@@ -25,6 +25,16 @@ const (
 	DefaultDedupEntries        = 100_000
 	DefaultPromoteLagEntries   = 64
 	DefaultMaxEventQueue       = 1024
+	// DefaultMaxTermJump is the default Config.MaxTermJump. With PreVote
+	// and CheckQuorum a group's term rises only through real elections,
+	// each of which takes at least an election timeout (one second at the
+	// defaults), so a jump of 2^20 means weeks of back-to-back elections
+	// while this member was not listening.
+	DefaultMaxTermJump = 1 << 20
+	// MaxTerm is the largest term the node accepts in any message: terms
+	// beyond it can only be forged or corrupt, and a term accepted near
+	// the top of the range would overflow at the next election.
+	MaxTerm = 1 << 48
 )
 
 // ReadMode selects how ReadBarrier and ReadIndex establish a linearizable
@@ -81,6 +91,11 @@ type Member struct {
 type Config struct {
 	// ID of this member: non-zero, unique for all time. Required.
 	ID uint64
+	// GroupID names the group. Every member of a group uses the same value;
+	// it is recorded with the member's state on first start (Start refuses
+	// state of another group with ErrWrongGroup) and carried in every
+	// message (messages of another group are refused). Zero is a valid id.
+	GroupID uint64
 
 	// Dir holds the durable log (Dir/wal) and snapshot files (Dir/snap).
 	// Required unless Memory is set.
@@ -147,6 +162,13 @@ type Config struct {
 	// DedupEntries is how many request ids (WithRequestID) the replicated
 	// dedup window remembers, oldest evicted first. Default DefaultDedupEntries.
 	DedupEntries int
+	// MaxTermJump bounds how far above this member's current term an
+	// inbound message's term may be; a larger jump is refused before it
+	// reaches raft (and is never persisted). A member with no state yet
+	// (term 0) accepts any term up to MaxTerm. A member that was away for
+	// longer than MaxTermJump elections refuses the group until this is
+	// raised. Default DefaultMaxTermJump.
+	MaxTermJump uint64
 	// PromoteLagEntries: PromoteLearner waits until the learner is within
 	// this many entries of the leader's log. Default DefaultPromoteLagEntries.
 	PromoteLagEntries uint64
@@ -230,6 +252,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Clock == nil {
 		c.Clock = clock.Real
 	}
+	if c.MaxTermJump == 0 {
+		c.MaxTermJump = DefaultMaxTermJump
+	}
 	switch {
 	case c.TickInterval < 0:
 		return bad("TickInterval %v must be positive", c.TickInterval)
@@ -253,6 +278,8 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("unknown StorageMode %d", c.StorageMode)
 	case c.ReadMode == ReadLease && c.DisableCheckQuorum:
 		return bad("ReadLease requires CheckQuorum")
+	case c.MaxTermJump > MaxTerm:
+		return bad("MaxTermJump %d exceeds MaxTerm", c.MaxTermJump)
 	}
 	seen := make(map[uint64]bool, len(c.Bootstrap))
 	voters := 0

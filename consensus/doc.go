@@ -109,6 +109,75 @@
 // log segment and Close), and the whole of Dir (mark included) replaced by
 // an older copy of itself.
 //
+// # Faults and hostile peers
+//
+// raft trusts its peers; the node does not. Every inbound message is
+// checked before raft's Step sees it, and a message that fails is refused:
+// counted in Stats.MessagesRefused (and Stats.MessagesRejected if it did
+// not decode), reported as an EventMessageRefused whose Err wraps
+// ErrRefused, logged at WARN (ERROR for a member that lost its state) with
+// the sender, and never persisted. Refused are:
+//
+//   - payloads that do not decode, or carry another Config.GroupID;
+//   - messages not addressed to this member, from itself, or whose sender
+//     differs from the one the transport delivered them from; message types
+//     only a node's owner may give (MsgHup, MsgForgetLeader, ...); snapshots
+//     outside a snapshot stream;
+//   - terms above MaxTerm (2^48, unreachable by elections; near 2^64 the
+//     next election would overflow), terms more than Config.MaxTermJump
+//     above this member's (default 2^20: with PreVote and CheckQuorum a
+//     term rises only through real elections, each at least an election
+//     timeout long), and messages without a term where raft expects one;
+//   - messages from ids that are not members or learners, except what a
+//     leader sends while this member follows no leader (or that one): a
+//     member being added, or one that was away while the group added the
+//     member that now leads, learns of it that way;
+//   - messages that would make raft panic or corrupt its state: empty
+//     proposals, conf changes that do not decode, appends whose entries do
+//     not follow each other, acknowledgements beyond the leader's log,
+//     snapshot headers with an invalid configuration or a snapshot stream
+//     whose header does not decode, MsgTimeoutNow from anyone but the
+//     leader;
+//   - vote requests to a member with an empty log (a new member, or one
+//     that lost its state: it may have voted before).
+//
+// Defence in depth: a transport should also authenticate its peers (the
+// tcp transport's mutual TLS); these checks keep a broken or compromised
+// peer, or a forged packet, from destroying the group.
+//
+// # Identity and lost state
+//
+// Each member's state carries an identity: the group id (Config.GroupID)
+// and a random incarnation created with the state (Dir/identity; kept in
+// the MemoryStore in memory). Start refuses state of another group with
+// ErrWrongGroup. A directory written by an earlier release, which had no
+// identity file, gets one on its first start (with a new incarnation; the
+// group has no record of the member's older one).
+//
+// Every message carries its sender's incarnation, and each member announces
+// its own to the group once it is a member and a leader is known; the group
+// records the first announcement for each id in its replicated state
+// (Status.Incarnations). From then on, whatever the leader history, a
+// message from that id with another incarnation is refused with
+// ErrMemberLostState: the member restarted with a wiped or someone else's
+// directory and has forgotten its votes and its log. Its votes and
+// acknowledgements never count again. If such a member learns the group's
+// record (a snapshot, say), it stops itself with ErrDataLoss.
+//
+// A member restored from an old copy of its own directory has the right
+// incarnation but a log that ends before entries it acknowledged. It finds
+// out at the first heartbeat of a leader that counted those entries (raft
+// would panic there) and stops with ErrDataLoss, which also wraps
+// ErrCorrupt, at every start.
+//
+// After ErrDataLoss or a reported ErrMemberLostState, the operator must:
+// stop the member, remove it from the group (RemoveMember on any live
+// member), and add a new member with a new ID and an empty directory
+// (AddVoter). Never restart the old ID with new state. Two limits remain: a
+// member whose incarnation the group has not recorded yet (it lost its
+// state within its first election timeout) is not recognised, and a stale
+// copy may grant votes in an election held before any leader contacts it.
+//
 // # Goroutines and shutdown
 //
 // Start runs a raft loop (the only goroutine that touches raft), a persist

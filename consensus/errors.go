@@ -36,15 +36,6 @@ var (
 	ErrInvalidConfig = errors.New("consensus: invalid config")
 	// ErrCorrupt is returned when stored state cannot be trusted.
 	ErrCorrupt = errors.New("consensus: storage corrupt")
-	// ErrDataLoss is returned by Start when the member's log lost entries it
-	// had durably written (a log file truncated, zeroed or removed, or the
-	// log directory replaced by an older copy), so that it may have
-	// acknowledged writes it no longer holds. The member never starts on
-	// such a log. The error also wraps ErrCorrupt, and its message says
-	// what is missing. Restore the directory from a copy that holds the
-	// missing entries, or remove the member from the group and add it back
-	// under a new ID with an empty Dir.
-	ErrDataLoss = errors.New("consensus: acknowledged data lost")
 	// ErrRemoved is returned by operations on a member removed from the group.
 	ErrRemoved = errors.New("consensus: member removed")
 	// ErrUnknownMember is returned by membership calls naming an id that is
@@ -56,6 +47,32 @@ var (
 	// ErrStale is returned by StaleRead when this member's view is older
 	// than the bound the caller allowed.
 	ErrStale = errors.New("consensus: state too stale")
+	// ErrDataLoss means this member lost state it had durably written and
+	// may have acknowledged, so it must not vote or acknowledge again. Start
+	// returns it when the log lost entries (a log file truncated, zeroed or
+	// removed, or the log directory replaced by an older copy) and the
+	// message says what is missing; a running member stops with it (see
+	// Node.Err) when a leader shows that its log ends before entries it
+	// acknowledged, or when the group knows its id under another
+	// incarnation (its directory was wiped or replaced). It always comes
+	// wrapped together with ErrCorrupt, of which it is a case. Restore the
+	// directory from a copy that holds the missing entries, or remove the
+	// member from the group and add it back under a new ID with an empty
+	// directory; restarting cannot repair it.
+	ErrDataLoss = errors.New("consensus: member lost acknowledged state")
+	// ErrWrongGroup is returned by Start when the data directory (or
+	// MemoryStore) holds the state of another group than Config.GroupID.
+	ErrWrongGroup = errors.New("consensus: state belongs to another group")
+	// ErrRefused is reported (Event.Err of EventMessageRefused) for an
+	// inbound message the node refused without letting it reach raft: a
+	// malformed or foreign payload, an impossible term, a sender that is
+	// not a member, fields that would corrupt raft's state.
+	ErrRefused = errors.New("consensus: message refused")
+	// ErrMemberLostState is reported (wrapped with ErrRefused) for a message
+	// from a member whose incarnation differs from the one the group
+	// recorded: it restarted with empty or someone else's state. Remove it
+	// and add it back under a new id.
+	ErrMemberLostState = errors.New("consensus: member lost its state")
 )
 
 // NotLeaderError carries the leader a caller should retry against. It

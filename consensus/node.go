@@ -36,6 +36,15 @@ type Node struct {
 	snaps snapStore
 	tr    Transport
 	epoch uint64
+	inc   uint64 // this member's incarnation (identity.go)
+	// incs is the group's incarnation registry as last applied here.
+	incs atomic.Pointer[map[uint64]uint64]
+	// lastIdx is raft's last log index as of the last Ready (raft
+	// goroutine only).
+	lastIdx uint64
+	// refuseLogAt and refuseQuiet pace the log lines about refused messages.
+	refuseLogAt atomic.Int64
+	refuseQuiet atomic.Uint64
 
 	rn   *raft.RawNode // raft goroutine only
 	pipe *pipeline     // StoragePipelined only
@@ -81,7 +90,7 @@ type Node struct {
 	// does not list the new member, who would ignore it.
 	snapNeeded    atomic.Bool
 	snapNeededIdx uint64 // raft goroutine only
-	recvC         chan []*raftpb.Message
+	recvC         chan []inbound
 	opC           chan func()
 	membership    chan struct{} // 1-slot semaphore serialising membership calls
 
@@ -188,7 +197,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 		rounds:       make(map[string]*readRound),
 		addrs:        make(map[uint64]string),
 		snapSends:    make(map[uint64]bool),
-		recvC:        make(chan []*raftpb.Message, 1024),
+		recvC:        make(chan []inbound, 1024),
 		opC:          make(chan func(), 64),
 		membership:   make(chan struct{}, 1),
 		leaderChange: make(chan struct{}),
@@ -208,8 +217,18 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	n.epoch = binary.LittleEndian.Uint64(eb[:])
 
 	if c.Memory != nil {
+		id, err := c.Memory.identity(c.GroupID)
+		if err != nil {
+			return nil, err
+		}
+		n.inc = id.incarnation
 		n.logs, n.snaps = c.Memory.log, c.Memory.snaps
 	} else {
+		id, err := openIdentity(c)
+		if err != nil {
+			return nil, err
+		}
+		n.inc = id.incarnation
 		ls, ss, err := openDisk(c)
 		if err != nil {
 			return nil, err
@@ -260,6 +279,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	hs, cs, _ := n.logs.InitialState()
 	n.lastHS = proto.Clone(hs).(*raftpb.HardState)
 	n.persistedCommit = hs.GetCommit()
+	n.lastIdx, _ = n.logs.LastIndex()
 	n.term = hs.GetTerm()
 	n.commit = hs.GetCommit()
 	n.confState = cs
@@ -330,7 +350,9 @@ func (n *Node) recover() (*applyState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus: read log: %w", err)
 	}
-	ap := &applyState{rs: replicated{dedup: newDedupWindow(n.cfg.DedupEntries), sess: newSessions()}}
+	ap := &applyState{rs: replicated{dedup: newDedupWindow(n.cfg.DedupEntries), sess: newSessions(), incarnations: map[uint64]uint64{}}}
+	reg := ap.rs.incarnations // not &ap.rs.incarnations: the apply loop reassigns it
+	n.incs.Store(&reg)
 	empty := raft.IsEmptyHardState(hs) && raft.IsEmptySnap(snap) && last == 0
 	if empty && len(n.cfg.Bootstrap) > 0 {
 		if err := n.bootstrap(); err != nil {
@@ -375,7 +397,7 @@ func (n *Node) bootstrap() error {
 		}
 	}
 	meta := &raftpb.SnapshotMetadata{Index: new(uint64(1)), Term: new(uint64(1)), ConfState: cs}
-	rs := replicated{members: n.cfg.Bootstrap, dedup: newDedupWindow(n.cfg.DedupEntries), sess: newSessions()}
+	rs := replicated{members: n.cfg.Bootstrap, dedup: newDedupWindow(n.cfg.DedupEntries), sess: newSessions(), incarnations: map[uint64]uint64{}}
 	w, err := n.snaps.Create(meta)
 	if err != nil {
 		return fmt.Errorf("consensus: bootstrap: %w", err)
@@ -422,6 +444,9 @@ func (n *Node) restore(ap *applyState, meta *raftpb.SnapshotMetadata) error {
 		}
 	}
 	ap.rs = rs
+	if err := n.publishIncarnations(rs.incarnations); err != nil {
+		return err
+	}
 	ap.applied = meta.GetIndex()
 	ap.term = meta.GetTerm()
 	ap.snapIndex = meta.GetIndex()
@@ -587,6 +612,9 @@ func (n *Node) runRaft() {
 			if n.tickCount%uint64(n.cfg.ElectionTicks) == 0 || n.lostEntries.Load() {
 				n.resubmit(false)
 			}
+			if n.tickCount%uint64(n.cfg.ElectionTicks) == 0 {
+				n.announceIncarnation()
+			}
 		case msgs := <-n.recvC:
 			n.step(msgs)
 		case <-n.propC:
@@ -640,8 +668,20 @@ func (n *Node) persistResults() {
 	}
 }
 
-func (n *Node) step(msgs []*raftpb.Message) {
-	for _, m := range msgs {
+func (n *Node) step(msgs []inbound) {
+	for _, in := range msgs {
+		if n.failErr.Load() != nil {
+			return
+		}
+		m := in.m
+		if err := n.checkInbound(in); err != nil {
+			if errors.Is(err, ErrDataLoss) {
+				n.fail(err)
+				return
+			}
+			n.refused(m.GetFrom(), m.GetTerm(), err)
+			continue
+		}
 		if _, gone := n.removedPeers[m.GetFrom()]; gone {
 			n.farewellAck(m)
 			continue
@@ -782,6 +822,12 @@ func (n *Node) handleReady() error {
 		n.stateMu.Unlock()
 	}
 	n.registerEntries(rd.Entries)
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		n.lastIdx = rd.Snapshot.GetMetadata().GetIndex()
+	}
+	if len(rd.Entries) > 0 {
+		n.lastIdx = rd.Entries[len(rd.Entries)-1].GetIndex()
+	}
 	if n.pipe != nil {
 		n.handleReadyPipelined(rd)
 		return nil
@@ -1087,7 +1133,7 @@ func (n *Node) send(msgs []*raftpb.Message) {
 			n.sendSnapshot(m)
 			continue
 		}
-		b, err := proto.Marshal(m)
+		b, err := n.marshal(m)
 		if err != nil {
 			n.log.Error("consensus: marshal message", "err", err)
 			continue
@@ -1098,6 +1144,12 @@ func (n *Node) send(msgs []*raftpb.Message) {
 		n.stats.msgsSent.Add(uint64(len(out)))
 		n.tr.Send(out)
 	}
+}
+
+// marshal encodes m in this member's envelope.
+func (n *Node) marshal(m *raftpb.Message) ([]byte, error) {
+	b := appendEnvelope(make([]byte, 0, envelopeLen+proto.Size(m)), n.cfg.GroupID, n.inc)
+	return proto.MarshalOptions{}.MarshalAppend(b, m)
 }
 
 func kindOf(t raftpb.MessageType) MessageKind {
@@ -1117,14 +1169,14 @@ type handler struct{ n *Node }
 
 func (h handler) HandleMessages(msgs []Message) {
 	n := h.n
-	out := make([]*raftpb.Message, 0, len(msgs))
+	out := make([]inbound, 0, len(msgs))
 	for _, wm := range msgs {
-		m, err := decodeInbound(n.id, wm)
+		in, err := decodeInbound(n.id, n.cfg.GroupID, wm)
 		if err != nil {
-			n.stats.msgsBad.Add(1)
+			n.refused(wm.From, in.m.GetTerm(), err)
 			continue
 		}
-		out = append(out, m)
+		out = append(out, in)
 	}
 	if len(out) == 0 {
 		return
@@ -1138,22 +1190,6 @@ func (h handler) HandleMessages(msgs []Message) {
 	}
 }
 
-// decodeInbound decodes and vets a message from the network: only traffic
-// for this member, never local-only types, and snapshots only through
-// HandleSnapshot (their data must be stored first).
-func decodeInbound(self uint64, wm Message) (*raftpb.Message, error) {
-	m := &raftpb.Message{}
-	if err := proto.Unmarshal(wm.Payload, m); err != nil {
-		return nil, fmt.Errorf("%w: %v", errMalformed, err)
-	}
-	if m.GetTo() != self || m.GetFrom() == 0 || m.GetFrom() != wm.From ||
-		raft.IsLocalMsg(m.GetType()) || raft.IsLocalMsgTarget(m.GetFrom()) ||
-		m.GetType() == raftpb.MsgSnap || len(m.GetResponses()) > 0 {
-		return nil, fmt.Errorf("%w: unexpected %v from %d to %d", errMalformed, m.GetType(), m.GetFrom(), m.GetTo())
-	}
-	return m, nil
-}
-
 func (h handler) Unreachable(id uint64) {
 	n := h.n
 	select {
@@ -1164,12 +1200,19 @@ func (h handler) Unreachable(id uint64) {
 
 func (h handler) HandleSnapshot(ctx context.Context, wm Message, body io.Reader) error {
 	n := h.n
-	m := &raftpb.Message{}
-	if err := proto.Unmarshal(wm.Payload, m); err != nil {
-		return fmt.Errorf("consensus: snapshot header: %w", err)
+	m, inc, err := decodeEnvelopedMessage(n.cfg.GroupID, wm.Payload)
+	if err == nil && m.GetType() != raftpb.MsgSnap {
+		err = errRefused("%v in a snapshot stream", m.GetType())
 	}
-	if m.GetType() != raftpb.MsgSnap || m.GetTo() != n.id || m.GetFrom() != wm.From || raft.IsEmptySnap(m.GetSnapshot()) {
-		return fmt.Errorf("consensus: snapshot header: %w", errMalformed)
+	if err == nil {
+		err = checkStatic(n.id, wm.From, m)
+	}
+	if err == nil {
+		err = n.snapshotSenderOK(m.GetFrom(), inc)
+	}
+	if err != nil {
+		n.refused(wm.From, m.GetTerm(), err)
+		return fmt.Errorf("consensus: snapshot header: %w", err)
 	}
 	select {
 	case <-n.stopC:
@@ -1181,7 +1224,15 @@ func (h handler) HandleSnapshot(ctx context.Context, wm Message, body io.Reader)
 	if err != nil {
 		return fmt.Errorf("consensus: store snapshot: %w", err)
 	}
-	if _, err := io.Copy(w, ctxReader{ctx, body}); err != nil {
+	// Our own header is checked as it streams by: a snapshot that cannot
+	// be restored must not reach raft, which would install it.
+	in := ctxReader{ctx, body}
+	if _, _, err := decodeSnapshotHeader(newSnapshotReader(io.TeeReader(in, w)), n.cfg.MaxEntryBytes+maxRequestIDLen); err != nil {
+		w.Abort()
+		n.refused(m.GetFrom(), m.GetTerm(), fmt.Errorf("%w: snapshot %d: %w", ErrRefused, meta.GetIndex(), err))
+		return fmt.Errorf("consensus: receive snapshot: %w", err)
+	}
+	if _, err := io.Copy(w, in); err != nil {
 		w.Abort()
 		return fmt.Errorf("consensus: receive snapshot: %w", err)
 	}
@@ -1191,13 +1242,33 @@ func (h handler) HandleSnapshot(ctx context.Context, wm Message, body io.Reader)
 	n.stats.snapshotsReceived.Add(1)
 	n.emit(Event{Kind: EventSnapshotReceived, Index: meta.GetIndex(), Peer: m.GetFrom()})
 	select {
-	case n.recvC <- []*raftpb.Message{m}:
+	case n.recvC <- []inbound{{m, inc}}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-n.stopC:
 		return n.stoppedErr()
 	}
+}
+
+// snapshotSenderOK checks a snapshot's sender before the stream is stored
+// (transport goroutine): a member whose recorded incarnation it carries,
+// or the leader this member follows, or anyone while it follows no one (a
+// member being added knows no members yet). The raft loop checks the
+// header again, fully, before raft sees it.
+func (n *Node) snapshotSenderOK(from, inc uint64) error {
+	if want, ok := n.incarnations()[from]; ok && want != inc {
+		return fmt.Errorf("%w: %w: member %d sent incarnation %d, the group knows it as %d",
+			ErrRefused, ErrMemberLostState, from, inc, want)
+	}
+	n.stateMu.Lock()
+	_, member := n.members[from]
+	lead := n.leader
+	n.stateMu.Unlock()
+	if !member && lead != 0 && lead != from {
+		return errRefused("snapshot from %d, which is not a member", from)
+	}
+	return nil
 }
 
 type ctxReader struct {
@@ -1220,7 +1291,7 @@ func (n *Node) sendSnapshot(m *raftpb.Message) {
 		n.rn.ReportSnapshot(to, raft.SnapshotFailure)
 		return
 	}
-	hdr, err := proto.Marshal(m)
+	hdr, err := n.marshal(m)
 	if err != nil {
 		n.rn.ReportSnapshot(to, raft.SnapshotFailure)
 		return

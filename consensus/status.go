@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,14 @@ type Status struct {
 	Progress map[uint64]PeerProgress // only on the leader
 	Removed  bool
 	Stats    Stats
+	// Vote is the member this member voted for in Term (0 if none).
+	Vote uint64
+	// Incarnation is this member's incarnation: a random number created
+	// with its state (see Config.GroupID and doc "Faults and hostile peers").
+	Incarnation uint64
+	// Incarnations maps each member id to the incarnation the group
+	// recorded for it, as applied here.
+	Incarnations map[uint64]uint64
 }
 
 // Stats are cumulative counters since Start.
@@ -91,7 +100,8 @@ type Stats struct {
 	MessagesSent         uint64
 	MessagesReceived     uint64
 	MessagesDropped      uint64 // inbound messages dropped under overload
-	MessagesRejected     uint64 // inbound messages that failed validation
+	MessagesRejected     uint64 // inbound messages that failed to decode (also counted in MessagesRefused)
+	MessagesRefused      uint64 // inbound messages refused before reaching raft (EventMessageRefused)
 	LeaderChanges        uint64
 	ConfChanges          uint64
 	SnapshotsTaken       uint64
@@ -102,15 +112,15 @@ type Stats struct {
 }
 
 type counters struct {
-	proposals, proposalBatches, dropped, unknown, busy  atomic.Uint64
-	resubmitted                                         atomic.Uint64
-	applied, applyBatches, syncs, syncedEntries         atomic.Uint64
-	syncNanos, syncMaxNanos                             atomic.Int64
-	reads, readRounds                                   atomic.Uint64
-	msgsSent, msgsRecv, msgsDropped, msgsBad            atomic.Uint64
-	leaderChanges, confChanges                          atomic.Uint64
-	snapshotsTaken, snapshotsSent, snapshotSendFailures atomic.Uint64
-	snapshotsReceived, eventsDropped                    atomic.Uint64
+	proposals, proposalBatches, dropped, unknown, busy    atomic.Uint64
+	resubmitted                                           atomic.Uint64
+	applied, applyBatches, syncs, syncedEntries           atomic.Uint64
+	syncNanos, syncMaxNanos                               atomic.Int64
+	reads, readRounds                                     atomic.Uint64
+	msgsSent, msgsRecv, msgsDropped, msgsBad, msgsRefused atomic.Uint64
+	leaderChanges, confChanges                            atomic.Uint64
+	snapshotsTaken, snapshotsSent, snapshotSendFailures   atomic.Uint64
+	snapshotsReceived, eventsDropped                      atomic.Uint64
 }
 
 func (c *counters) observeSync(d time.Duration, entries int) {
@@ -138,7 +148,8 @@ func (n *Node) Stats() Stats {
 		Reads: c.reads.Load(), ReadRounds: c.readRounds.Load(),
 		MessagesSent: c.msgsSent.Load(), MessagesReceived: c.msgsRecv.Load(),
 		MessagesDropped: c.msgsDropped.Load(), MessagesRejected: c.msgsBad.Load(),
-		LeaderChanges: c.leaderChanges.Load(), ConfChanges: c.confChanges.Load(),
+		MessagesRefused: c.msgsRefused.Load(),
+		LeaderChanges:   c.leaderChanges.Load(), ConfChanges: c.confChanges.Load(),
 		SnapshotsTaken: c.snapshotsTaken.Load(), SnapshotsSent: c.snapshotsSent.Load(),
 		SnapshotSendFailures: c.snapshotSendFailures.Load(), SnapshotsReceived: c.snapshotsReceived.Load(),
 		EventsDropped: c.eventsDropped.Load(),
@@ -166,6 +177,8 @@ func (n *Node) Status() Status {
 	st.Applied = n.applied.Load()
 	st.Removed = n.removed.Load()
 	st.Stats = n.Stats()
+	st.Incarnation = n.inc
+	st.Incarnations = maps.Clone(n.incarnations())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = n.do(ctx, func() {
@@ -174,6 +187,7 @@ func (n *Node) Status() Status {
 		st.Term = rs.HardState.GetTerm()
 		st.Leader = rs.Lead
 		st.Commit = rs.HardState.GetCommit()
+		st.Vote = rs.HardState.GetVote()
 		if rs.RaftState != raft.StateLeader {
 			return
 		}
@@ -203,6 +217,11 @@ const (
 	EventSnapshotReceived                       // Index, Peer
 	EventSnapshotRestored                       // Index
 	EventFailed                                 // Err
+	// EventMessageRefused reports an inbound message refused before it
+	// reached raft: Peer (the sender it claims), Term (the term it
+	// carries) and Err (wrapping ErrRefused, and ErrMemberLostState for a
+	// member that lost its state).
+	EventMessageRefused
 )
 
 func (k EventKind) String() string {
@@ -223,6 +242,8 @@ func (k EventKind) String() string {
 		return "snapshot-restored"
 	case EventFailed:
 		return "failed"
+	case EventMessageRefused:
+		return "message-refused"
 	}
 	return "unknown"
 }

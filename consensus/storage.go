@@ -52,6 +52,8 @@ type snapWriter interface {
 type MemoryStore struct {
 	log   *memLog
 	snaps *memSnaps
+	idMu  sync.Mutex
+	ident *identity // created on first start
 }
 
 // memSnaps keeps snapshots by index.

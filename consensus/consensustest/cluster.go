@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -40,6 +41,8 @@ type Cluster struct {
 	stores map[uint64]*consensus.MemoryStore
 	sms    map[uint64]consensus.StateMachine
 	boot   []consensus.Member
+	// wiped members start without Bootstrap, like members being added.
+	wiped map[uint64]bool
 }
 
 // NewCluster bootstraps and starts members 1..size. It registers Close with
@@ -57,6 +60,7 @@ func NewCluster(t testing.TB, size int, opts ClusterOptions) *Cluster {
 		nodes:  map[uint64]*consensus.Node{},
 		stores: map[uint64]*consensus.MemoryStore{},
 		sms:    map[uint64]consensus.StateMachine{},
+		wiped:  map[uint64]bool{},
 	}
 	for i := 1; i <= size; i++ {
 		c.boot = append(c.boot, consensus.Member{ID: uint64(i)})
@@ -94,7 +98,7 @@ func (c *Cluster) TryStart(id uint64) (*consensus.Node, error) {
 		TickInterval: c.opts.Tick,
 	}
 	if c.opts.Dir != "" {
-		cfg.Dir = filepath.Join(c.opts.Dir, fmt.Sprint(id))
+		cfg.Dir = c.dir(id)
 	} else {
 		st := c.stores[id]
 		if st == nil {
@@ -103,7 +107,7 @@ func (c *Cluster) TryStart(id uint64) (*consensus.Node, error) {
 		}
 		cfg.Memory = st
 	}
-	if int(id) <= len(c.boot) {
+	if int(id) <= len(c.boot) && !c.wiped[id] {
 		cfg.Bootstrap = c.boot
 	}
 	if c.opts.Configure != nil {
@@ -128,6 +132,53 @@ func (c *Cluster) Stop(id uint64) {
 		n.Close()
 	}
 }
+
+// Wipe stops member id and discards its state, as if its disk had been
+// replaced: its next Start begins with nothing (and without Bootstrap,
+// even for an initial member).
+func (c *Cluster) Wipe(id uint64) {
+	c.t.Helper()
+	c.Stop(id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wiped[id] = true
+	if c.opts.Dir != "" {
+		if err := os.RemoveAll(c.dir(id)); err != nil {
+			c.t.Fatalf("wipe member %d: %v", id, err)
+		}
+		return
+	}
+	c.stores[id] = consensus.NewMemoryStore()
+}
+
+// Backup copies stopped member id's directory (ClusterOptions.Dir is
+// required) and returns a function that puts the copy back in place of
+// whatever the member has then: an operator restoring an old backup.
+func (c *Cluster) Backup(id uint64) (restore func()) {
+	c.t.Helper()
+	if c.opts.Dir == "" || c.Node(id) != nil {
+		c.t.Fatalf("backup of member %d: needs ClusterOptions.Dir and a stopped member", id)
+	}
+	dir := c.dir(id)
+	saved := filepath.Join(c.t.TempDir(), "backup")
+	if err := os.CopyFS(saved, os.DirFS(dir)); err != nil {
+		c.t.Fatalf("backup of member %d: %v", id, err)
+	}
+	return func() {
+		c.t.Helper()
+		if c.Node(id) != nil {
+			c.t.Fatalf("restore of member %d: it is running", id)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			c.t.Fatalf("restore of member %d: %v", id, err)
+		}
+		if err := os.CopyFS(dir, os.DirFS(saved)); err != nil {
+			c.t.Fatalf("restore of member %d: %v", id, err)
+		}
+	}
+}
+
+func (c *Cluster) dir(id uint64) string { return filepath.Join(c.opts.Dir, fmt.Sprint(id)) }
 
 // Restart stops and starts member id.
 func (c *Cluster) Restart(id uint64) *consensus.Node {
