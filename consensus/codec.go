@@ -9,15 +9,17 @@ import (
 	"math/bits"
 	"sort"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/internal/wire"
 )
 
 // Entry payload layout (version 1), all integers little-endian:
 //
 //	kind  byte     entryCommand or entryConfChange
-//	flags byte     bit 0: a request id follows
+//	flags byte     bit 0: a request id follows; bit 1: a timestamp follows
 //	epoch uint64   random per node incarnation
 //	seq   uint64   proposal number within the epoch
+//	[timestamp, 12 bytes (clock.Timestamp binary)]   if flag bit 1
 //	[reqLen uvarint, req bytes]   if flag bit 0
 //	rest           command bytes (entryCommand) or member list (entryConfChange)
 const (
@@ -25,6 +27,7 @@ const (
 	entryConfChange byte = 2
 
 	flagRequestID byte = 1
+	flagTimestamp byte = 2 // set by the leader that appends the entry (stamp.go)
 
 	entryHeaderLen  = 2 + 8 + 8
 	maxRequestIDLen = 1024
@@ -40,6 +43,7 @@ type entryHeader struct {
 	epoch uint64
 	seq   uint64
 	reqID string
+	ts    clock.Timestamp // zero: not stamped
 }
 
 func encodeEntry(h entryHeader, body []byte) []byte {
@@ -47,13 +51,22 @@ func encodeEntry(h entryHeader, body []byte) []byte {
 	if h.reqID != "" {
 		n += binary.MaxVarintLen64 + len(h.reqID)
 	}
+	if !h.ts.IsZero() {
+		n += clock.TimestampSize
+	}
 	b := make([]byte, 2, n)
 	b[0] = h.kind
 	if h.reqID != "" {
 		b[1] = flagRequestID
 	}
+	if !h.ts.IsZero() {
+		b[1] |= flagTimestamp
+	}
 	b = binary.LittleEndian.AppendUint64(b, h.epoch)
 	b = binary.LittleEndian.AppendUint64(b, h.seq)
+	if !h.ts.IsZero() {
+		b, _ = h.ts.AppendBinary(b)
+	}
 	if h.reqID != "" {
 		b = binary.AppendUvarint(b, uint64(len(h.reqID)))
 		b = append(b, h.reqID...)
@@ -73,12 +86,22 @@ func decodeEntry(data []byte) (entryHeader, []byte, error) {
 		return h, nil, fmt.Errorf("%w: entry kind %d", errMalformed, h.kind)
 	}
 	flags := data[1]
-	if flags&^flagRequestID != 0 {
+	if flags&^(flagRequestID|flagTimestamp) != 0 {
 		return h, nil, fmt.Errorf("%w: entry flags %#x", errMalformed, flags)
 	}
 	h.epoch = binary.LittleEndian.Uint64(data[2:])
 	h.seq = binary.LittleEndian.Uint64(data[10:])
 	rest := data[entryHeaderLen:]
+	if flags&flagTimestamp != 0 {
+		if len(rest) < clock.TimestampSize {
+			return h, nil, fmt.Errorf("%w: entry timestamp", errMalformed)
+		}
+		_ = h.ts.UnmarshalBinary(rest[:clock.TimestampSize])
+		if h.ts.IsZero() {
+			return h, nil, fmt.Errorf("%w: zero entry timestamp", errMalformed)
+		}
+		rest = rest[clock.TimestampSize:]
+	}
 	if flags&flagRequestID != 0 {
 		l, n := binary.Uvarint(rest)
 		if n <= 0 || n != uvarintLen(l) || l == 0 || l > maxRequestIDLen || l > uint64(len(rest)-n) {
@@ -168,11 +191,15 @@ func decodeMembers(r byteReader) ([]Member, error) {
 }
 
 // Snapshot stream layout (version 1): magic, flags, replicated node state
-// (members, request-id window, proposal sessions), then the state machine's
-// own stream until EOF.
+// (members, request-id window, proposal sessions, and, with flag bit 1, the
+// last applied command's timestamp), then the state machine's own stream
+// until EOF.
 var snapMagic = [4]byte{'d', 'k', 's', '1'}
 
-const snapFlagNoUserData byte = 1
+const (
+	snapFlagNoUserData byte = 1
+	snapFlagTimestamp  byte = 2 // the last applied command's timestamp ends the header
+)
 
 // replicated is the part of the replicated state the node keeps on behalf of
 // the application: member addresses, the request-id dedup window, and the
@@ -181,6 +208,9 @@ type replicated struct {
 	members []Member
 	dedup   *dedupWindow
 	sess    *sessions
+	// ts is the timestamp of the last stamped command applied (zero if
+	// none): the floor of every later leader's clock.
+	ts clock.Timestamp
 }
 
 func encodeSnapshotHeader(rs replicated, noUserData bool) []byte {
@@ -189,10 +219,16 @@ func encodeSnapshotHeader(rs replicated, noUserData bool) []byte {
 	if noUserData {
 		flags |= snapFlagNoUserData
 	}
+	if !rs.ts.IsZero() {
+		flags |= snapFlagTimestamp
+	}
 	b = append(b, flags)
 	b = encodeMembers(b, rs.members)
 	b = rs.dedup.appendTo(b)
 	b = rs.sess.appendTo(b)
+	if !rs.ts.IsZero() {
+		b, _ = rs.ts.AppendBinary(b)
+	}
 	return b
 }
 
@@ -208,7 +244,7 @@ func decodeSnapshotHeader(r byteReader, maxResult int) (replicated, bool, error)
 		return rs, false, fmt.Errorf("%w: snapshot magic %q", errMalformed, magic[:])
 	}
 	flags, err := r.ReadByte()
-	if err != nil || flags&^snapFlagNoUserData != 0 {
+	if err != nil || flags&^(snapFlagNoUserData|snapFlagTimestamp) != 0 {
 		return rs, false, fmt.Errorf("%w: snapshot flags", errMalformed)
 	}
 	if rs.members, err = decodeMembers(r); err != nil {
@@ -219,6 +255,16 @@ func decodeSnapshotHeader(r byteReader, maxResult int) (replicated, bool, error)
 	}
 	if rs.sess, err = readSessions(r); err != nil {
 		return rs, false, err
+	}
+	if flags&snapFlagTimestamp != 0 {
+		var tb [clock.TimestampSize]byte
+		if _, err := io.ReadFull(r, tb[:]); err != nil {
+			return rs, false, fmt.Errorf("%w: snapshot timestamp: %v", errMalformed, err)
+		}
+		_ = rs.ts.UnmarshalBinary(tb[:])
+		if rs.ts.IsZero() {
+			return rs, false, fmt.Errorf("%w: zero snapshot timestamp", errMalformed)
+		}
 	}
 	return rs, flags&snapFlagNoUserData != 0, nil
 }

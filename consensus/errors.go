@@ -47,6 +47,11 @@ var (
 	// ErrStale is returned by StaleRead when this member's view is older
 	// than the bound the caller allowed.
 	ErrStale = errors.New("consensus: state too stale")
+	// ErrClockOffset is returned (wrapped in ErrDropped) for proposals a
+	// leader refused to stamp because its physical clock is behind the
+	// group's replicated time by more than Config.MaxClockOffset, and is
+	// reported in EventClockOffset.
+	ErrClockOffset = errors.New("consensus: clock offset beyond MaxClockOffset")
 )
 
 // NotLeaderError carries the leader a caller should retry against. It

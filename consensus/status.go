@@ -203,6 +203,11 @@ const (
 	EventSnapshotReceived                       // Index, Peer
 	EventSnapshotRestored                       // Index
 	EventFailed                                 // Err
+	// EventClockOffset reports a clock beyond Config.MaxClockOffset: this
+	// member's, when as leader it refused to stamp (Peer 0), or the
+	// leader Peer's, whose timestamps this member refused (Term). Err
+	// wraps ErrClockOffset.
+	EventClockOffset
 )
 
 func (k EventKind) String() string {
@@ -223,6 +228,8 @@ func (k EventKind) String() string {
 		return "snapshot-restored"
 	case EventFailed:
 		return "failed"
+	case EventClockOffset:
+		return "clock-offset"
 	}
 	return "unknown"
 }
