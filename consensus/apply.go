@@ -66,6 +66,7 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 		n.snaps.Prune(ap.applied)
 		n.forgetBelow(ap.applied)
 		n.restoredMembers(ap.rs.members)
+		n.observeStamp(ap.rs.ts)
 		n.publishApplied(ap.applied)
 		n.emit(Event{Kind: EventSnapshotRestored, Index: ap.applied})
 	}
@@ -101,6 +102,9 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 				cmds = append(cmds, Command{Index: idx, Term: e.GetTerm(), Data: data})
 				continue
 			}
+			if ap.rs.ts.Less(h.ts) {
+				ap.rs.ts = h.ts
+			}
 			ours := h.epoch == n.epoch
 			n.checkOverwritten(idx, h.seq, ours)
 			pr := pendingResult{cmd: -1, dup: -1, seq: h.seq, ours: ours, reqID: h.reqID, index: idx}
@@ -127,7 +131,7 @@ func (n *Node) applyItem(ap *applyState, it applyItem) error {
 				inBatch[h.reqID] = len(cmds)
 			}
 			pr.cmd = len(cmds)
-			cmds = append(cmds, Command{Index: idx, Term: e.GetTerm(), Data: body})
+			cmds = append(cmds, Command{Index: idx, Term: e.GetTerm(), Data: body, Timestamp: h.ts})
 			results = append(results, pr)
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 			ca, ok := it.confs[idx]

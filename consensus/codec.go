@@ -9,15 +9,17 @@ import (
 	"math/bits"
 	"sort"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/internal/wire"
 )
 
 // Entry payload layout (version 1), all integers little-endian:
 //
 //	kind  byte     entryCommand, entryConfChange or entryIncarnation
-//	flags byte     bit 0: a request id follows
+//	flags byte     bit 0: a request id follows; bit 1: a timestamp follows
 //	epoch uint64   random per node incarnation
 //	seq   uint64   proposal number within the epoch
+//	[timestamp, 12 bytes (clock.Timestamp binary)]   if flag bit 1
 //	[reqLen uvarint, req bytes]   if flag bit 0
 //	rest           command bytes (entryCommand), member list (entryConfChange),
 //	               or member id (uvarint) and incarnation (uint64) (entryIncarnation)
@@ -27,6 +29,7 @@ const (
 	entryIncarnation byte = 3
 
 	flagRequestID byte = 1
+	flagTimestamp byte = 2 // set by the leader that appends the entry (stamp.go)
 
 	entryHeaderLen  = 2 + 8 + 8
 	maxRequestIDLen = 1024
@@ -42,6 +45,7 @@ type entryHeader struct {
 	epoch uint64
 	seq   uint64
 	reqID string
+	ts    clock.Timestamp // zero: not stamped
 }
 
 func encodeEntry(h entryHeader, body []byte) []byte {
@@ -49,13 +53,22 @@ func encodeEntry(h entryHeader, body []byte) []byte {
 	if h.reqID != "" {
 		n += binary.MaxVarintLen64 + len(h.reqID)
 	}
+	if !h.ts.IsZero() {
+		n += clock.TimestampSize
+	}
 	b := make([]byte, 2, n)
 	b[0] = h.kind
 	if h.reqID != "" {
 		b[1] = flagRequestID
 	}
+	if !h.ts.IsZero() {
+		b[1] |= flagTimestamp
+	}
 	b = binary.LittleEndian.AppendUint64(b, h.epoch)
 	b = binary.LittleEndian.AppendUint64(b, h.seq)
+	if !h.ts.IsZero() {
+		b, _ = h.ts.AppendBinary(b)
+	}
 	if h.reqID != "" {
 		b = binary.AppendUvarint(b, uint64(len(h.reqID)))
 		b = append(b, h.reqID...)
@@ -75,12 +88,22 @@ func decodeEntry(data []byte) (entryHeader, []byte, error) {
 		return h, nil, fmt.Errorf("%w: entry kind %d", errMalformed, h.kind)
 	}
 	flags := data[1]
-	if flags&^flagRequestID != 0 {
+	if flags&^(flagRequestID|flagTimestamp) != 0 {
 		return h, nil, fmt.Errorf("%w: entry flags %#x", errMalformed, flags)
 	}
 	h.epoch = binary.LittleEndian.Uint64(data[2:])
 	h.seq = binary.LittleEndian.Uint64(data[10:])
 	rest := data[entryHeaderLen:]
+	if flags&flagTimestamp != 0 {
+		if len(rest) < clock.TimestampSize {
+			return h, nil, fmt.Errorf("%w: entry timestamp", errMalformed)
+		}
+		_ = h.ts.UnmarshalBinary(rest[:clock.TimestampSize])
+		if h.ts.IsZero() {
+			return h, nil, fmt.Errorf("%w: zero entry timestamp", errMalformed)
+		}
+		rest = rest[clock.TimestampSize:]
+	}
 	if flags&flagRequestID != 0 {
 		l, n := binary.Uvarint(rest)
 		if n <= 0 || n != uvarintLen(l) || l == 0 || l > maxRequestIDLen || l > uint64(len(rest)-n) {
@@ -170,15 +193,19 @@ func decodeMembers(r byteReader) ([]Member, error) {
 }
 
 // Snapshot stream layout (version 2): magic, flags, replicated node state
-// (members, request-id window, proposal sessions, member incarnations), then
-// the state machine's own stream until EOF. Version 1 (magic "dks1", written
-// by earlier releases) has no incarnations and is still read.
+// (members, request-id window, proposal sessions, member incarnations, and,
+// with flag bit 1, the last applied command's timestamp), then the state
+// machine's own stream until EOF. Version 1 (magic "dks1", written by
+// earlier releases) has no incarnations and is still read.
 var (
 	snapMagic   = [4]byte{'d', 'k', 's', '2'}
 	snapMagicV1 = [4]byte{'d', 'k', 's', '1'}
 )
 
-const snapFlagNoUserData byte = 1
+const (
+	snapFlagNoUserData byte = 1
+	snapFlagTimestamp  byte = 2 // the last applied command's timestamp ends the header
+)
 
 // replicated is the part of the replicated state the node keeps on behalf of
 // the application: member addresses, the request-id dedup window, and the
@@ -191,6 +218,9 @@ type replicated struct {
 	// first joined (see identity.go). Never modified in place: a change
 	// replaces the map, so a published one can be read without locks.
 	incarnations map[uint64]uint64
+	// ts is the timestamp of the last stamped command applied (zero if
+	// none): the floor of every later leader's clock.
+	ts clock.Timestamp
 }
 
 func encodeSnapshotHeader(rs replicated, noUserData bool) []byte {
@@ -199,11 +229,17 @@ func encodeSnapshotHeader(rs replicated, noUserData bool) []byte {
 	if noUserData {
 		flags |= snapFlagNoUserData
 	}
+	if !rs.ts.IsZero() {
+		flags |= snapFlagTimestamp
+	}
 	b = append(b, flags)
 	b = encodeMembers(b, rs.members)
 	b = rs.dedup.appendTo(b)
 	b = rs.sess.appendTo(b)
 	b = appendIncarnations(b, rs.incarnations)
+	if !rs.ts.IsZero() {
+		b, _ = rs.ts.AppendBinary(b)
+	}
 	return b
 }
 
@@ -219,7 +255,7 @@ func decodeSnapshotHeader(r byteReader, maxResult int) (replicated, bool, error)
 		return rs, false, fmt.Errorf("%w: snapshot magic %q", errMalformed, magic[:])
 	}
 	flags, err := r.ReadByte()
-	if err != nil || flags&^snapFlagNoUserData != 0 {
+	if err != nil || flags&^(snapFlagNoUserData|snapFlagTimestamp) != 0 {
 		return rs, false, fmt.Errorf("%w: snapshot flags", errMalformed)
 	}
 	if rs.members, err = decodeMembers(r); err != nil {
@@ -235,6 +271,16 @@ func decodeSnapshotHeader(r byteReader, maxResult int) (replicated, bool, error)
 		rs.incarnations = map[uint64]uint64{}
 	} else if rs.incarnations, err = readIncarnations(r); err != nil {
 		return rs, false, err
+	}
+	if flags&snapFlagTimestamp != 0 {
+		var tb [clock.TimestampSize]byte
+		if _, err := io.ReadFull(r, tb[:]); err != nil {
+			return rs, false, fmt.Errorf("%w: snapshot timestamp: %v", errMalformed, err)
+		}
+		_ = rs.ts.UnmarshalBinary(tb[:])
+		if rs.ts.IsZero() {
+			return rs, false, fmt.Errorf("%w: zero snapshot timestamp", errMalformed)
+		}
 	}
 	return rs, flags&snapFlagNoUserData != 0, nil
 }

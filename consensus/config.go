@@ -35,6 +35,7 @@ const (
 	// beyond it can only be forged or corrupt, and a term accepted near
 	// the top of the range would overflow at the next election.
 	MaxTerm = 1 << 48
+	DefaultMaxClockOffset      = 500 * time.Millisecond
 )
 
 // ReadMode selects how ReadBarrier and ReadIndex establish a linearizable
@@ -181,7 +182,21 @@ type Config struct {
 	// crash can then lose acknowledged writes or corrupt state: tests only.
 	UnsafeNoSync bool
 
-	// Clock is the time source for ticks and timeouts. Default clock.Real.
+	// Timestamps makes the leader stamp every command it appends with a
+	// reading of its hybrid logical clock, handed to Apply as
+	// Command.Timestamp: replicated time that every member agrees on,
+	// strictly increasing in log order across leader changes, and never
+	// more than MaxClockOffset ahead of the clocks of the members that
+	// accepted it. See "Time" in the package documentation for the policy
+	// towards members whose clocks are off.
+	Timestamps bool
+	// MaxClockOffset is the largest difference between members' physical
+	// clocks the group tolerates when Timestamps is on. Default
+	// DefaultMaxClockOffset.
+	MaxClockOffset time.Duration
+
+	// Clock is the time source for ticks and timeouts, and the physical
+	// clock behind Timestamps. Default clock.Real.
 	Clock clock.Clock
 	// Logger receives structured logs, including raft's own. Nil is silent.
 	Logger *slog.Logger
@@ -255,6 +270,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxTermJump == 0 {
 		c.MaxTermJump = DefaultMaxTermJump
 	}
+	if c.MaxClockOffset == 0 {
+		c.MaxClockOffset = DefaultMaxClockOffset
+	}
 	switch {
 	case c.TickInterval < 0:
 		return bad("TickInterval %v must be positive", c.TickInterval)
@@ -276,6 +294,8 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("unknown ReadMode %d", c.ReadMode)
 	case c.StorageMode != StoragePipelined && c.StorageMode != StorageInline:
 		return bad("unknown StorageMode %d", c.StorageMode)
+	case c.MaxClockOffset < 0:
+		return bad("MaxClockOffset %v must be positive", c.MaxClockOffset)
 	case c.ReadMode == ReadLease && c.DisableCheckQuorum:
 		return bad("ReadLease requires CheckQuorum")
 	case c.MaxTermJump > MaxTerm:

@@ -178,6 +178,19 @@
 // state within its first election timeout) is not recognised, and a stale
 // copy may grant votes in an election held before any leader contacts it.
 //
+// # Time
+//
+// A state machine must not read the wall clock in Apply. One that needs
+// time (expiry, leases) runs with Config.Timestamps: the leader stamps each
+// command it appends with its hybrid logical clock (package clock), and
+// Apply reads Command.Timestamp, the same on every member and strictly
+// increasing in log order across leader changes and restarts. Clocks are
+// assumed to differ by at most Config.MaxClockOffset; a leader whose clock
+// is behind the replicated time by more refuses to stamp and hands over
+// leadership, and followers refuse timestamps more than that ahead of
+// their own clocks, so a member with a wrong clock cannot move replicated
+// time far from the majority's. Both are reported as EventClockOffset.
+//
 // # Goroutines and shutdown
 //
 // Start runs a raft loop (the only goroutine that touches raft), a persist

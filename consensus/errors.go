@@ -73,6 +73,11 @@ var (
 	// recorded: it restarted with empty or someone else's state. Remove it
 	// and add it back under a new id.
 	ErrMemberLostState = errors.New("consensus: member lost its state")
+	// ErrClockOffset is returned (wrapped in ErrDropped) for proposals a
+	// leader refused to stamp because its physical clock is behind the
+	// group's replicated time by more than Config.MaxClockOffset, and is
+	// reported in EventClockOffset.
+	ErrClockOffset = errors.New("consensus: clock offset beyond MaxClockOffset")
 )
 
 // NotLeaderError carries the leader a caller should retry against. It

@@ -94,6 +94,8 @@ type Node struct {
 	opC           chan func()
 	membership    chan struct{} // 1-slot semaphore serialising membership calls
 
+	ts stamper // command timestamps (stamp.go)
+
 	// published state
 	stateMu      sync.Mutex
 	leader       uint64
@@ -247,6 +249,9 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 
 	ap, err := n.recover()
 	if err != nil {
+		return nil, err
+	}
+	if err := n.initStamps(ap); err != nil {
 		return nil, err
 	}
 	rc := &raft.Config{
@@ -686,6 +691,9 @@ func (n *Node) step(msgs []inbound) {
 			n.farewellAck(m)
 			continue
 		}
+		if !n.admitStamps(m) {
+			continue
+		}
 		if err := n.rn.Step(m); err != nil {
 			continue // unknown peer, local message type: dropped
 		}
@@ -747,6 +755,10 @@ func (n *Node) submitProposals() {
 	}
 	n.stats.proposals.Add(uint64(len(ents)))
 	n.stats.proposalBatches.Add(1)
+	if err := n.stampEntries(ents); err != nil {
+		n.dropStamped(batch, err)
+		return
+	}
 	err := n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.id), Entries: ents})
 	if err != nil {
 		for _, p := range batch {
@@ -785,6 +797,9 @@ func (n *Node) resubmit(all bool) {
 		return
 	}
 	n.stats.resubmitted.Add(uint64(len(ents)))
+	if n.stampEntries(ents) != nil {
+		return // again next round, perhaps to another leader
+	}
 	// A refusal (a leader over its uncommitted limit, say) leaves them
 	// waiting for the next round.
 	_ = n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.id), Entries: ents})
@@ -828,6 +843,7 @@ func (n *Node) handleReady() error {
 	if len(rd.Entries) > 0 {
 		n.lastIdx = rd.Entries[len(rd.Entries)-1].GetIndex()
 	}
+	n.observeStamps(rd.Entries)
 	if n.pipe != nil {
 		n.handleReadyPipelined(rd)
 		return nil

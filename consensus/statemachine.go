@@ -1,6 +1,10 @@
 package consensus
 
-import "io"
+import (
+	"io"
+
+	"github.com/distkit/distkit/clock"
+)
 
 // StateMachine is the replicated state an application embeds in a Node.
 //
@@ -13,6 +17,8 @@ import "io"
 // Determinism: every member applies the same commands in the same order and
 // must reach the same state and the same results. Apply must not depend on
 // wall time, randomness, or anything outside the commands and the state.
+// A state machine that needs time (expiry, leases, TTLs) runs the node with
+// Config.Timestamps and reads Command.Timestamp, the same on every member.
 type StateMachine interface {
 	// Apply applies committed commands in log order. It is given batches of
 	// one or more commands; it sets cmds[i].Result (returned to the
@@ -39,6 +45,11 @@ type Command struct {
 	Index uint64 // log index; strictly increasing across Apply calls
 	Term  uint64 // term in which the command was proposed
 	Data  []byte // the proposer's bytes; do not modify or retain beyond Apply without copying
+	// Timestamp is the hybrid logical clock reading the leader stamped on
+	// the command when it appended it (Config.Timestamps); zero when the
+	// command was not stamped. Stamped commands carry strictly increasing
+	// timestamps in log order, across leader changes and restarts.
+	Timestamp clock.Timestamp
 
 	// Result is returned to the proposer (set by Apply).
 	Result []byte

@@ -222,6 +222,11 @@ const (
 	// carries) and Err (wrapping ErrRefused, and ErrMemberLostState for a
 	// member that lost its state).
 	EventMessageRefused
+	// EventClockOffset reports a clock beyond Config.MaxClockOffset: this
+	// member's, when as leader it refused to stamp (Peer 0), or the
+	// leader Peer's, whose timestamps this member refused (Term). Err
+	// wraps ErrClockOffset.
+	EventClockOffset
 )
 
 func (k EventKind) String() string {
@@ -244,6 +249,8 @@ func (k EventKind) String() string {
 		return "failed"
 	case EventMessageRefused:
 		return "message-refused"
+	case EventClockOffset:
+		return "clock-offset"
 	}
 	return "unknown"
 }

@@ -21,9 +21,12 @@
 // leader changes: the key's record lives in the replicated state
 // (consensus.WithRequestID), in the log and in snapshots.
 //
-// Expiry (SET EX/PX) is deterministic: the proposer turns it into an
-// absolute time, every write carries the proposer's clock, and keys expire
-// against the replicated clock, the largest time the log has carried.
+// Expiry (SET EX/PX) is deterministic: the leader stamps every write with
+// its hybrid logical clock (consensus.Config.Timestamps), EX/PX count from
+// the write's timestamp, and keys expire against the replicated clock, the
+// timestamp of the last write applied. A member whose clock is off by more
+// than the maximum offset (500ms) cannot move it: as leader it is refused
+// and replaced.
 //
 // HTTP: GET /status, POST /members, DELETE /members/{id},
 // POST /transfer-leader, GET /metrics, GET/PUT/DELETE /kv/{key}.

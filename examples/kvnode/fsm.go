@@ -10,27 +10,36 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/consensus"
 )
 
 // The replicated state is a map of keys to values with optional expiry
 // times, plus the replicated clock and the members' client addresses.
 //
-// Time is replicated, never read in Apply: every write carries the
-// proposer's wall-clock time in milliseconds, and the state's clock is the
-// largest time seen so far (it never goes backwards). SET EX/PX is turned
-// into an absolute expiry time by the proposer, and a key is expired when
-// its expiry time is at or before the replicated clock. Every member
-// therefore agrees on which keys exist at every log index. While keys with
-// an expiry exist, the leader proposes a clock tick every second so that
-// expiry also happens without other writes.
+// Time is replicated, never read in Apply: the node runs with
+// consensus.Config.Timestamps, so the leader stamps every command with its
+// hybrid logical clock, and the state's clock is the timestamp of the last
+// command applied (it never goes backwards, and a member whose clock is off
+// by more than the group's maximum offset cannot move it; see the consensus
+// package's "Time"). SET EX/PX carries the relative time to live, made
+// absolute against the command's timestamp; EXAT/PXAT carry absolute
+// times. A key is expired when its expiry time is at or before the
+// replicated clock, so every member agrees on which keys exist at every log
+// index. While keys with an expiry exist, the leader proposes a clock tick
+// every second so that expiry also happens without other writes.
+//
+// A command without a timestamp (written before timestamps existed) falls
+// back to the proposer's time it carries: the clock becomes the largest
+// such time seen.
 
-// Command opcodes. A command is: op (1 byte), time (8 bytes, big endian,
-// Unix milliseconds) and then op-specific fields, each a uvarint length
+// Command opcodes. A command is: op (1 byte), the proposer's time (8 bytes,
+// big endian, Unix milliseconds; used only by unstamped commands) and then op-specific fields, each a uvarint length
 // followed by that many bytes, or a varint for numbers.
 const (
-	opSet    byte = 1 // key, value, flags (uvarint), expireAt (varint, 0 = none)
+	opSet    byte = 1 // key, value, flags (uvarint), expireAt (varint, 0 = none; a TTL in ms with setRelative)
 	opDel    byte = 2 // n (uvarint), keys
 	opIncrBy byte = 3 // key, delta (varint)
 	opAppend byte = 4 // key, value
@@ -42,10 +51,11 @@ const (
 
 // SET flags.
 const (
-	setNX      = 1 << iota // only if the key does not exist
-	setXX                  // only if the key exists
-	setKeepTTL             // keep the existing expiry
-	setGet                 // reply with the old value
+	setNX       = 1 << iota // only if the key does not exist
+	setXX                   // only if the key exists
+	setKeepTTL              // keep the existing expiry
+	setGet                  // reply with the old value
+	setRelative             // expireAt is a time to live in ms from the command's time
 )
 
 // Limits on decoded input.
@@ -144,7 +154,7 @@ func (s *store) Apply(cmds []consensus.Command) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range cmds {
-		res, err := s.apply(cmds[i].Data)
+		res, err := s.apply(cmds[i].Data, cmds[i].Timestamp)
 		if err != nil {
 			// A command that does not decode was proposed by a broken
 			// client of this format; refuse it on every member alike.
@@ -155,19 +165,27 @@ func (s *store) Apply(cmds []consensus.Command) error {
 	return nil
 }
 
+// maxTTL bounds a relative expiry (ms), as the proposer does.
+const maxTTL = 1 << 60
+
 // maxValueBytes bounds values created by APPEND and INCR on the state
 // (SET is bounded by the proposer and the entry size limit).
 const maxValueBytes = 8 << 20
 
-func (s *store) apply(data []byte) ([]byte, error) {
+// apply applies one command stamped at ts (zero: not stamped).
+func (s *store) apply(data []byte, ts clock.Timestamp) ([]byte, error) {
 	d := decoder{b: data}
 	op := d.byte()
-	ts := d.int64()
+	proposerMs := d.int64()
 	if d.err != nil {
 		return nil, d.err
 	}
-	if ts > s.now {
-		s.now = ts
+	now := proposerMs
+	if !ts.IsZero() {
+		now = ts.Wall / int64(time.Millisecond)
+	}
+	if now > s.now {
+		s.now = now
 	}
 	switch op {
 	case opSet:
@@ -189,6 +207,12 @@ func (s *store) apply(data []byte) ([]byte, error) {
 				res = replyNil
 			}
 			return res, nil
+		}
+		if flags&setRelative != 0 {
+			if exp <= 0 || exp > maxTTL {
+				return nil, fmt.Errorf("%w: time to live %d", errMalformed, exp)
+			}
+			exp += s.now
 		}
 		if flags&setKeepTTL != 0 && exists {
 			exp = old.expireAt
@@ -312,7 +336,7 @@ func (s *store) apply(data []byte) ([]byte, error) {
 			if len(sub) > 0 && sub[0] == opBatch {
 				err = fmt.Errorf("%w: nested batch", errMalformed)
 			} else {
-				res, err = s.apply(sub)
+				res, err = s.apply(sub, ts)
 			}
 			if err != nil {
 				res = []byte("-ERR " + err.Error() + "\r\n")

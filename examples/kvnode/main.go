@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/tcp"
 )
@@ -51,6 +52,8 @@ type options struct {
 	snapN     uint64
 	verbose   bool
 	limits    limits
+	// clockSkew shifts this process's physical clock (fault injection).
+	clockSkew time.Duration
 }
 
 func main() {
@@ -86,10 +89,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.limits.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP address")
 	// -ports is for tests: 0 puts the demo cluster on free ports.
 	fs.IntVar(&o.ports, "ports", -1, "")
+	// -clock-skew is for tests: it shifts the member's physical clock.
+	fs.DurationVar(&o.clockSkew, "clock-skew", 0, "")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kvnode [flags]   (no flags: a 3-member demo cluster in one process)")
 		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name == "ports" {
+			if f.Name == "ports" || f.Name == "clock-skew" {
 				return // for tests only
 			}
 			fmt.Fprintf(stderr, "  -%s\n    \t%s", f.Name, f.Usage)
@@ -327,6 +332,7 @@ func startDemo(o *options, tlsCfg *tls.Config, logger *slog.Logger) ([]*member, 
 			ID: uint64(i + 1), Dir: fmt.Sprintf("%s/%d", dir, i+1), Bootstrap: boot,
 			RaftLn: s.raft, RaftAddr: s.raft.Addr().String(), RedisLn: s.redis, HTTPLn: s.http,
 			TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+			Clock: skewedClock(o.clockSkew),
 		})
 		if err != nil {
 			for _, m := range members {
@@ -373,6 +379,7 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 		ID: o.id, Dir: o.data, Bootstrap: boot,
 		RaftLn: lns[0], RaftAddr: raftAddr, RedisLn: lns[1], HTTPLn: lns[2],
 		TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+		Clock: skewedClock(o.clockSkew),
 	})
 	if err != nil {
 		for _, l := range lns {
@@ -463,4 +470,22 @@ func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcp
 		}
 	}
 	return nil
+}
+
+// skewClock is a physical clock shifted by a fixed offset: a member whose
+// clock is wrong. Timers are unaffected.
+type skewClock struct {
+	clock.Clock
+	skew time.Duration
+}
+
+func (c skewClock) Now() time.Time                  { return c.Clock.Now().Add(c.skew) }
+func (c skewClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// skewedClock returns the system clock shifted by d.
+func skewedClock(d time.Duration) clock.Clock {
+	if d == 0 {
+		return clock.Real
+	}
+	return skewClock{Clock: clock.Real, skew: d}
 }

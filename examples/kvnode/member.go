@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/distkit/distkit/clock"
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/tcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,9 @@ type memberConfig struct {
 
 	// SnapshotEntries: zero means the consensus default.
 	SnapshotEntries uint64
+	// Clock is the member's physical clock (nil: the system's). Tests and
+	// -clock-skew shift it to play a member whose clock is wrong.
+	Clock clock.Clock
 }
 
 // limits bound what clients can make a member do.
@@ -83,6 +87,9 @@ func startMember(cfg memberConfig) (*member, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real
+	}
 	m := &member{
 		cfg:   cfg,
 		store: newStore(),
@@ -123,6 +130,10 @@ func startMember(cfg memberConfig) (*member, error) {
 		MaxEntryBytes: maxEntry,
 		MaxMsgBytes:   uint64(maxEntry),
 		Logger:        m.log,
+		// Expiry runs on the leader's hybrid clock, bounded against
+		// members whose clocks are off (fsm.go).
+		Timestamps: true,
+		Clock:      cfg.Clock,
 	}, m.store)
 	if err != nil {
 		m.trans.Close()
@@ -174,7 +185,7 @@ func (m *member) background() {
 		}
 		if m.isLeader() && m.store.needTicks() {
 			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)
-			m.node.Propose(ctx, newCommand(opTick, nowMs()).b)
+			m.node.Propose(ctx, newCommand(opTick, m.nowMs()).b)
 			cancel()
 		}
 		select {
@@ -201,7 +212,7 @@ func (m *member) publish() error {
 		case <-ctx.Done():
 		}
 	}()
-	cmd := newCommand(opMeta, nowMs()).uvarint(m.cfg.ID).bytes([]byte(want.Redis)).bytes([]byte(want.HTTP))
+	cmd := newCommand(opMeta, m.nowMs()).uvarint(m.cfg.ID).bytes([]byte(want.Redis)).bytes([]byte(want.HTTP))
 	_, err := m.node.Propose(ctx, cmd.b)
 	return err
 }
@@ -211,7 +222,14 @@ func (m *member) isLeader() bool {
 	return ok && l == m.cfg.ID
 }
 
-func nowMs() int64 { return time.Now().UnixMilli() }
+// nowMs is the member's physical time in Unix milliseconds: the proposer's
+// time a command carries.
+func (m *member) nowMs() int64 {
+	if m.cfg.Clock == nil {
+		return time.Now().UnixMilli()
+	}
+	return m.cfg.Clock.Now().UnixMilli()
+}
 
 // waitReady waits until a leader is known and a write through this member
 // has been applied.
@@ -219,7 +237,7 @@ func (m *member) waitReady(ctx context.Context) error {
 	for {
 		if _, ok := m.node.Leader(); ok {
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := m.node.Propose(wctx, newCommand(opTick, nowMs()).b)
+			_, err := m.node.Propose(wctx, newCommand(opTick, m.nowMs()).b)
 			cancel()
 			if err == nil {
 				return nil

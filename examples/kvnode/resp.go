@@ -63,7 +63,7 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 		case 1:
 			c.WriteRaw(m.write(batch[0], ""))
 		default:
-			e := newCommand(opBatch, nowMs()).uvarint(uint64(len(batch)))
+			e := newCommand(opBatch, m.nowMs()).uvarint(uint64(len(batch)))
 			for _, b := range batch {
 				e.bytes(b)
 			}
@@ -263,7 +263,7 @@ func isWrite(name string) bool {
 // buildWrite validates a write and encodes it as a replicated command.
 // Relative expiry times become absolute ones here, on the proposer.
 func (m *member) buildWrite(name string, args [][]byte) ([]byte, []byte) {
-	now := nowMs()
+	now := m.nowMs()
 	maxValue := m.cfg.Limits.MaxValue
 	tooBig := errReply("ERR value exceeds the limit of %d bytes", maxValue)
 	switch name {
@@ -297,10 +297,10 @@ func (m *member) buildWrite(name string, args [][]byte) ([]byte, []byte) {
 					return nil, errReply("ERR invalid expire time in 'set' command")
 				}
 				switch opt {
-				case "EX":
-					exp = now + n*1000
+				case "EX": // relative: made absolute at the command's timestamp
+					exp, flags = n*1000, flags|setRelative
 				case "PX":
-					exp = now + n
+					exp, flags = n, flags|setRelative
 				case "EXAT":
 					exp = n * 1000
 				case "PXAT":
