@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -47,6 +48,11 @@ type options struct {
 	snapN   uint64
 	verbose bool
 	limits  limits
+
+	requirePass string
+	protected   bool
+	auditLog    string
+	auth        authConfig // built from the three above by run
 }
 
 func main() {
@@ -77,6 +83,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.limits.StaleReads, "stale-reads", false, "serve GET/MGET/EXISTS from this member's state without a read barrier (not linearizable)")
 	fs.Uint64Var(&o.snapN, "snapshot-entries", consensus.DefaultSnapshotEntries, "take a snapshot (and compact the log) every this many applied entries")
 	fs.BoolVar(&o.verbose, "v", false, "log raft events to stderr")
+	fs.StringVar(&o.requirePass, "requirepass", "", "password of the default user until ACL SETUSER default changes it (clients: AUTH <password>, HTTP Basic auth as user default)")
+	fs.BoolVar(&o.protected, "protected-mode", true, "while the default user has no password and TLS is off, refuse clients that are not on the loopback interface")
+	fs.StringVar(&o.auditLog, "audit-log", "-", "where to write the audit log of security events (JSON lines): - for stderr, a file path to append to, or off")
 	fs.BoolVar(&o.limits.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP address")
 	// -ports is for tests: 0 puts the demo cluster on free ports.
 	fs.IntVar(&o.ports, "ports", -1, "")
@@ -174,6 +183,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	audit, closeAudit, err := openAudit(o.auditLog, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	o.auth = authConfig{RequirePass: o.requirePass, TLS: tlsCfg != nil, Protected: o.protected, Audit: audit}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -314,7 +329,7 @@ func startDemo(o *options, tlsCfg *tls.Config, logger *slog.Logger) ([]*member, 
 		m, err := startMember(memberConfig{
 			ID: uint64(i + 1), Dir: fmt.Sprintf("%s/%d", dir, i+1), Bootstrap: boot,
 			RaftLn: s.raft, RaftAddr: s.raft.Addr().String(), RedisLn: s.redis, HTTPLn: s.http,
-			TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+			TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN, Auth: o.auth,
 		})
 		if err != nil {
 			for _, m := range members {
@@ -360,7 +375,7 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 	m, err := startMember(memberConfig{
 		ID: o.id, Dir: o.data, Bootstrap: boot,
 		RaftLn: lns[0], RaftAddr: raftAddr, RedisLn: lns[1], HTTPLn: lns[2],
-		TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+		TLS: tlsCfg, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN, Auth: o.auth,
 	})
 	if err != nil {
 		for _, l := range lns {
@@ -382,13 +397,29 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 // member can answer the leader before it has applied any membership.
 func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *tls.Config, trans *tcp.Transport) error {
 	body, _ := json.Marshal(joinRequest{ID: id, Raft: raftAddr})
-	client := &http.Client{Timeout: 45 * time.Second}
+	url, user, pass, hasAuth, err := splitUserinfo(url)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 45 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("too many redirects")
+		}
+		if hasAuth { // the leader's address: the same cluster, the same credentials
+			req.SetBasicAuth(user, pass)
+		}
+		return nil
+	}}
 	if tlsCfg != nil {
 		client.Transport = &http.Transport{TLSClientConfig: tlsCfg}
 	}
 	var last error
 	for attempt := 0; ; attempt++ {
-		if err := learnPeers(ctx, client, url, trans); err != nil {
+		if err := learnPeers(ctx, client, url, trans, func(r *http.Request) {
+			if hasAuth {
+				r.SetBasicAuth(user, pass)
+			}
+		}); err != nil {
 			var certErr *tls.CertificateVerificationError
 			var alert tls.AlertError
 			if errors.As(err, &certErr) || errors.As(err, &alert) {
@@ -400,6 +431,9 @@ func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *t
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if hasAuth {
+			req.SetBasicAuth(user, pass)
+		}
 		resp, err := client.Do(req)
 		var certErr *tls.CertificateVerificationError
 		var alert tls.AlertError
@@ -413,7 +447,8 @@ func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *t
 				return nil
 			}
 			err = fmt.Errorf("join via %s: %s: %s", url, resp.Status, bytes.TrimSpace(msg))
-			if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict {
+			switch resp.StatusCode {
+			case http.StatusBadRequest, http.StatusConflict, http.StatusUnauthorized, http.StatusForbidden:
 				return err
 			}
 		}
@@ -431,11 +466,12 @@ func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *t
 
 // learnPeers tells trans the raft addresses of the members listed by
 // url's GET /status.
-func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcp.Transport) error {
+func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcp.Transport, auth func(*http.Request)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/status", nil)
 	if err != nil {
 		return err
 	}
+	auth(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -451,4 +487,23 @@ func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcp
 		}
 	}
 	return nil
+}
+
+// splitUserinfo takes the credentials out of a -join URL
+// (http://user:password@host:port), which are sent as HTTP Basic auth.
+func splitUserinfo(raw string) (url string, user, pass string, ok bool, err error) {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "", "", "", false, fmt.Errorf("bad -join URL: %w", err)
+	}
+	if u.User == nil {
+		return raw, "", "", false, nil
+	}
+	user = u.User.Username()
+	pass, _ = u.User.Password()
+	if user == "" {
+		user = defaultUser
+	}
+	u.User = nil
+	return u.String(), user, pass, true, nil
 }
