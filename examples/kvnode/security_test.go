@@ -150,8 +150,13 @@ func TestACL(t *testing.T) {
 	anon := c.client(1, "", "")
 	wantErr(t, "GET without AUTH", anon.Get(ctx, "k").Err(), "NOAUTH Authentication required.")
 	wantErr(t, "AUTH with a wrong password", anon.Do(ctx, "AUTH", "nope").Err(), "WRONGPASS invalid username-password pair or user is disabled.")
-	if code, _ := c.http(1, "", "", "GET", "/kv/k", nil); code != http.StatusUnauthorized {
-		t.Fatalf("HTTP GET without credentials = %d; want 401", code)
+	for _, path := range []string{"/kv/k", "/status"} {
+		if code, _ := c.http(1, "", "", "GET", path, nil); code != http.StatusUnauthorized {
+			t.Fatalf("HTTP GET %s without credentials = %d; want 401", path, code)
+		}
+	}
+	if code, _ := c.http(1, "", "", "DELETE", "/members/3", nil); code != http.StatusUnauthorized {
+		t.Fatalf("HTTP DELETE /members/3 without credentials = %d; want 401", code)
 	}
 
 	admin := c.client(0, "", "adminpw") // AUTH adminpw: the default user
