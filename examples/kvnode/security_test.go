@@ -133,6 +133,19 @@ func eventually(t *testing.T, what string, f func() error) {
 	}
 }
 
+// waitUser waits until member i has applied user name with password
+// pass. It reads the state rather than trying to authenticate, so that
+// waiting does not count as failed authentications.
+func (c *testCluster) waitUser(i int, name, pass string) {
+	c.t.Helper()
+	eventually(c.t, fmt.Sprintf("member %d knows %s", i+1, name), func() error {
+		if u := c.members[i].user(name); u == nil || !u.checkPassword(pass) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+}
+
 func wantErr(t *testing.T, what string, err error, prefix string) {
 	t.Helper()
 	if err == nil || !strings.HasPrefix(err.Error(), prefix) {
@@ -187,9 +200,7 @@ func TestACL(t *testing.T) {
 
 	// Every member enforces the users once the change is applied there.
 	for i := range c.members {
-		eventually(t, fmt.Sprintf("member %d knows reader", i+1), func() error {
-			return c.client(i, "reader", "rpw").Ping(ctx).Err()
-		})
+		c.waitUser(i, "reader", "rpw")
 		reader := c.client(i, "reader", "rpw")
 		if v, err := reader.Get(ctx, "app:x").Result(); err != nil || v != "1" {
 			t.Fatalf("member %d: reader GET app:x = %q, %v", i+1, v, err)
@@ -236,19 +247,18 @@ func TestACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range c.members {
-		eventually(t, fmt.Sprintf("member %d: new password", i+1), func() error {
-			cl := c.client(i, "", "")
-			if err := cl.Do(ctx, "AUTH", "reader", "rpw2").Err(); err != nil {
-				return err
-			}
-			if err := cl.Do(ctx, "AUTH", "reader", "rpw").Err(); err == nil || !strings.HasPrefix(err.Error(), "WRONGPASS") {
-				return fmt.Errorf("old password: %v", err)
-			}
-			if code, _ := c.http(i, "reader", "rpw", "GET", "/kv/app:x", nil); code != http.StatusUnauthorized {
-				return fmt.Errorf("HTTP with the old password = %d", code)
-			}
-			return nil
-		})
+		c.waitUser(i, "reader", "rpw2")
+		cl := c.client(i, "", "")
+		if err := cl.Do(ctx, "AUTH", "reader", "rpw2").Err(); err != nil {
+			t.Fatalf("member %d: AUTH with the new password: %v", i+1, err)
+		}
+		wantErr(t, "AUTH with the old password", cl.Do(ctx, "AUTH", "reader", "rpw").Err(), "WRONGPASS")
+		if code, _ := c.http(i, "reader", "rpw", "GET", "/kv/app:x", nil); code != http.StatusUnauthorized {
+			t.Fatalf("member %d: HTTP with the old password = %d; want 401", i+1, code)
+		}
+		if code, _ := c.http(i, "reader", "rpw2", "GET", "/kv/app:x", nil); code != 200 {
+			t.Fatalf("member %d: HTTP with the new password = %d; want 200", i+1, code)
+		}
 	}
 	// Deleting a user locks it out.
 	if n, err := admin.Do(ctx, "ACL", "DELUSER", "reader", "nobody").Int(); err != nil || n != 1 {
@@ -454,16 +464,14 @@ func TestIdempotentKeysFingerprintedAndScoped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	c.waitUser(0, "mallory", "mallorypw")
 	mallory := c.client(0, "mallory", "mallorypw")
 	// Mallory claims the key Alice will use (the README's pay-42).
 	if n, err := mallory.Do(ctx, "IDEMPOTENT", "pay-42", "INCRBY", "mallory:acct", "1").Int64(); err != nil || n != 1 {
 		t.Fatalf("mallory: %d, %v", n, err)
 	}
-	var alice *redis.Client
-	eventually(t, "alice known on member 2", func() error {
-		alice = c.client(1, "alice", "alicepw")
-		return alice.Ping(ctx).Err()
-	})
+	c.waitUser(1, "alice", "alicepw")
+	alice := c.client(1, "alice", "alicepw")
 	if n, err := alice.Do(ctx, "IDEMPOTENT", "pay-42", "INCRBY", "alice:acct", "42").Int64(); err != nil || n != 42 {
 		t.Fatalf("alice's first payment: %d, %v; want 42 (her key is hers)", n, err)
 	}
@@ -479,12 +487,11 @@ func TestIdempotentKeysFingerprintedAndScoped(t *testing.T) {
 	put := func(user, pass, key, body string) (int, string) {
 		return c.http(2, user, pass, "PUT", "/kv/h", []byte(body), idempotencyHeader, key)
 	}
-	eventually(t, "alice known on member 3", func() error {
-		if code, body := put("alice", "alicepw", "put-1", "first"); code != 200 {
-			return fmt.Errorf("%d %s", code, body)
-		}
-		return nil
-	})
+	c.waitUser(2, "alice", "alicepw")
+	c.waitUser(2, "mallory", "mallorypw")
+	if code, body := put("alice", "alicepw", "put-1", "first"); code != 200 {
+		t.Fatalf("alice's PUT = %d %s", code, body)
+	}
 	if code, body := put("alice", "alicepw", "put-1", "second"); code != http.StatusUnprocessableEntity {
 		t.Fatalf("PUT with a reused key and another body = %d %s; want 422", code, body)
 	}
