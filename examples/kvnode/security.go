@@ -434,8 +434,21 @@ func (m *member) setUser(who, from, via, name string, rules []string) []byte {
 		return errReply("ERR Error in ACL SETUSER modifier: %s", strings.TrimPrefix(err.Error(), errACL.Error()+": "))
 	}
 	res := m.writeACL(aclSetUserCmd(nowMs(), name, hashed, base))
-	m.auditEvent("acl-setuser", who, from, via, outcome(res), slog.String("target", name), slog.Any("rules", hashed))
+	m.auditEvent("acl-setuser", who, from, via, outcome(res), slog.String("target", name), slog.Any("rules", redactRules(hashed)))
 	return res
+}
+
+// redactRules hides password hashes (unsalted, so guessable for weak
+// passwords) from the audit log.
+func redactRules(rules []string) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		if strings.HasPrefix(r, "#") || strings.HasPrefix(r, "!") {
+			r = r[:1] + "<password>"
+		}
+		out[i] = r
+	}
+	return out
 }
 
 // writeACL replicates an ACL change. It is not retried after an unknown
