@@ -60,6 +60,8 @@ func (m *member) guard(cat uint8, keyed bool, h http.HandlerFunc) http.Handler {
 				return
 			}
 			st.user = name
+		} else if cn := m.httpCertUser(r); cn != nil {
+			u, st.user = cn, cn.name
 		} else if u = m.connUser(st); u == nil {
 			w.Header().Set("WWW-Authenticate", `Basic realm="kvnode", charset="UTF-8"`)
 			httpError(w, http.StatusUnauthorized, "Authentication required.")
@@ -91,3 +93,19 @@ func (m *member) auditHTTP(r *http.Request, what string, err error, attrs ...slo
 }
 
 var _ net.Addr = httpAddr("")
+
+// httpCertUser is the user named by the client certificate's Common Name
+// under -tls-cert-users, or nil.
+func (m *member) httpCertUser(r *http.Request) *aclUser {
+	if !m.cfg.Auth.CertUsers || r.TLS == nil {
+		return nil
+	}
+	cn := peerCN(*r.TLS)
+	if cn == "" {
+		return nil
+	}
+	if u := m.user(cn); u != nil && u.on {
+		return u
+	}
+	return nil
+}

@@ -51,6 +51,7 @@ type options struct {
 
 	requirePass string
 	protected   bool
+	certUsers   bool
 	auditLog    string
 	auth        authConfig // built from the three above by run
 }
@@ -84,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Uint64Var(&o.snapN, "snapshot-entries", consensus.DefaultSnapshotEntries, "take a snapshot (and compact the log) every this many applied entries")
 	fs.BoolVar(&o.verbose, "v", false, "log raft events to stderr")
 	fs.StringVar(&o.requirePass, "requirepass", "", "password of the default user until ACL SETUSER default changes it (clients: AUTH <password>, HTTP Basic auth as user default)")
+	fs.BoolVar(&o.certUsers, "tls-cert-users", false, "with TLS, a client certificate whose Common Name names an ACL user authenticates as that user")
 	fs.BoolVar(&o.protected, "protected-mode", true, "while the default user has no password and TLS is off, refuse clients that are not on the loopback interface")
 	fs.StringVar(&o.auditLog, "audit-log", "-", "where to write the audit log of security events (JSON lines): - for stderr, a file path to append to, or off")
 	fs.BoolVar(&o.limits.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP address")
@@ -113,6 +115,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.limits.MaxRequest < o.limits.MaxValue+1024 {
 		o.limits.MaxRequest = o.limits.MaxValue + 1024
+	}
+	if o.certUsers && o.tlsCA == "" {
+		return nil, errors.New("-tls-cert-users needs -tls-ca, -tls-cert and -tls-key")
 	}
 	if o.id == 0 && (o.peers != "" || o.join != "" || o.data != "") {
 		return nil, errors.New("-peers, -join and -data need -id")
@@ -188,7 +193,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeAudit()
-	o.auth = authConfig{RequirePass: o.requirePass, TLS: tlsCfg != nil, Protected: o.protected, Audit: audit}
+	o.auth = authConfig{RequirePass: o.requirePass, TLS: tlsCfg != nil, Protected: o.protected, CertUsers: o.certUsers, Audit: audit}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -20,6 +20,7 @@ type connState struct {
 	fresh  bool     // a read barrier was passed while serving the current pipeline
 	user   string   // user authenticated with AUTH; "" = default, if it needs no password (security.go)
 	remote net.Addr // the client's address, for protected mode, limits and audit
+	conn   net.Conn // the connection, for its TLS client certificate (-tls-cert-users)
 }
 
 // maxRequestIDLen bounds an idempotency key.
@@ -38,7 +39,7 @@ func (m *member) acceptRESP(c redcon.Conn) bool {
 		return false
 	}
 	m.metrics.conns.Inc()
-	c.SetContext(&connState{stale: m.cfg.Limits.StaleReads, remote: c.NetConn().RemoteAddr()})
+	c.SetContext(&connState{stale: m.cfg.Limits.StaleReads, remote: c.NetConn().RemoteAddr(), conn: c.NetConn()})
 	return true
 }
 

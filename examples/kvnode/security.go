@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,6 +29,11 @@ type authConfig struct {
 	// Protected refuses non-loopback clients while the default user needs
 	// no password and TLS is off (protected mode).
 	Protected bool
+	// CertUsers: with TLS, a client whose certificate's Common Name names
+	// an existing user that is on is authenticated as that user without
+	// a password (-tls-cert-users). The mapping is explicit twice over:
+	// the flag, and the user an admin created.
+	CertUsers bool
 	// Audit receives one line per security-relevant event; nil discards.
 	Audit *slog.Logger
 	// Now is the time source of the failed-authentication limiter
@@ -296,6 +302,14 @@ var errNoAuth = []byte("-NOAUTH Authentication required.\r\n")
 // connUser returns the connection's user: the one it authenticated as,
 // or the default user if that needs no password; nil if none.
 func (m *member) connUser(st *connState) *aclUser {
+	if st.user == "" && m.cfg.Auth.CertUsers {
+		if cn := certName(st.conn); cn != "" {
+			if u := m.user(cn); u != nil && u.on {
+				st.user = cn
+				m.auditEvent("auth", cn, st.remoteString(), "resp-certificate", "ok")
+			}
+		}
+	}
 	name := st.user
 	if name == "" {
 		name = defaultUser
@@ -523,4 +537,29 @@ func openAudit(dest string, stderr io.Writer) (*slog.Logger, func(), error) {
 		return nil, nil, fmt.Errorf("audit log: %w", err)
 	}
 	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
+}
+
+// certName returns the Common Name of the client certificate of c (a
+// TLS connection, possibly wrapped), or "".
+func certName(c net.Conn) string {
+	for c != nil {
+		switch x := c.(type) {
+		case *tls.Conn:
+			return peerCN(x.ConnectionState())
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		case *limitConn:
+			c = x.Conn
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
+func peerCN(cs tls.ConnectionState) string {
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
 }

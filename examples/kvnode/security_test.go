@@ -630,3 +630,40 @@ func FuzzACLRules(f *testing.F) {
 		}
 	})
 }
+
+// TestCertificateUsers: with -tls-cert-users, a client certificate whose
+// Common Name names a user authenticates as that user, on both ports;
+// before an admin creates the user the certificate grants nothing.
+func TestCertificateUsers(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, "cluster")
+	flags := ca.issue(t, dir, "member")
+	srvTLS, err := loadTLS(&options{tlsCA: flags[1], tlsCert: flags[3], tlsKey: flags[5]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.issue(t, dir, "ops") // a client certificate with CN "ops"
+	c := startTestCluster(t, authConfig{RequirePass: "pw", CertUsers: true}, srvTLS, clientTLS(t, dir, "ops", ca))
+	ctx := t.Context()
+	wantErr(t, "certificate of no user", c.client(0, "", "").Get(ctx, "k").Err(), "NOAUTH")
+	if code, _ := c.http(0, "", "", "DELETE", "/members/99", nil); code != http.StatusUnauthorized {
+		t.Fatalf("HTTP with the certificate of no user = %d; want 401", code)
+	}
+	if err := c.client(0, "", "pw").Do(ctx, "ACL", "SETUSER", "ops", "on", "allkeys", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.members {
+		eventually(t, "ops known", func() error {
+			if c.members[i].user("ops") == nil {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		if who, err := c.client(i, "", "").Do(ctx, "ACL", "WHOAMI").Text(); err != nil || who != "ops" {
+			t.Fatalf("member %d: ACL WHOAMI with the ops certificate = %q, %v", i+1, who, err)
+		}
+		if code, body := c.http(i, "", "", "DELETE", "/members/99", nil); code != http.StatusNotFound {
+			t.Fatalf("member %d: admin request with the ops certificate = %d %s; want 404 (authorized, no such member)", i+1, code, body)
+		}
+	}
+}
