@@ -40,7 +40,11 @@
 // # What it does not do
 //
 // Deduplication is only as durable and as shared as the [Store]:
-// [MemoryStore] forgets on restart and covers one process. Once a lease
+// [MemoryStore] forgets on restart and covers one process. A store never
+// drops a live record to make room; when full it refuses new keys with
+// [ErrStoreFull]. Keys are global to a store unless scoped: give each
+// client its own key space with [ScopedKey] (or [WithScope] in
+// [Middleware]) so that one client cannot pre-claim another's key. Once a lease
 // lapses while fn is still running (a stalled process that missed its
 // renewals) a second execution can start; fencing stops only the stale
 // result from being recorded, so effects of fn that must never happen

@@ -28,9 +28,10 @@ var (
 	// Idempotency-Key header in [Middleware].
 	ErrInvalidKey = errors.New("idempotency: invalid key")
 
-	// ErrStoreFull is returned by [MemoryStore.Claim] when a shard is full of
-	// live in-progress claims and nothing can be evicted without breaking
-	// the at-most-once guarantee.
+	// ErrStoreFull is returned by [Store.Claim] of a new key when the store
+	// has no room left for another record without dropping a live one,
+	// which would break the at-most-once guarantee. Nothing ran; retry
+	// later with the same key ([Middleware] answers 503 with Retry-After).
 	ErrStoreFull = errors.New("idempotency: store full")
 )
 

@@ -156,3 +156,35 @@ func ExampleWithRecordErrors() {
 	// charge 42.00 EUR: card declined true
 	// attempts: 1
 }
+
+// Each authenticated client gets its own key space, so a key one client
+// used cannot answer, or block, another client's request.
+func ExampleScopedKey() {
+	g := idempotency.New(nil)
+	pay := func(who string) func(context.Context) ([]byte, error) {
+		return func(context.Context) ([]byte, error) { return []byte("paid by " + who), nil }
+	}
+	fp := idempotency.Fingerprint([]byte("42.00 EUR"))
+	ctx := context.Background()
+	a, _ := g.Do(ctx, idempotency.ScopedKey("mallory", "pay-42"), fp, pay("mallory"))
+	b, _ := g.Do(ctx, idempotency.ScopedKey("alice", "pay-42"), fp, pay("alice"))
+	fmt.Printf("%s\n%s\n", a, b)
+	// Output:
+	// paid by mallory
+	// paid by alice
+}
+
+// A MemoryStore never drops a live record to make room: when it is full,
+// new keys are refused until records expire, and recorded results are
+// still replayed.
+func ExampleMemoryStore_full() {
+	g := idempotency.New(idempotency.NewMemoryStore(idempotency.WithMaxEntries(1), idempotency.WithShards(1)))
+	ctx := context.Background()
+	run := func(context.Context) ([]byte, error) { return []byte("done"), nil }
+	v, _ := g.Do(ctx, "first", nil, run)
+	_, err := g.Do(ctx, "second", nil, run)
+	replay, _ := g.Do(ctx, "first", nil, run)
+	fmt.Println(string(v), errors.Is(err, idempotency.ErrStoreFull), string(replay))
+	// Output:
+	// done true done
+}

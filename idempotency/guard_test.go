@@ -709,3 +709,26 @@ func TestDoLogsFailedRelease(t *testing.T) {
 	g = idempotency.New(releaseFails{idempotency.NewMemoryStore()})
 	g.Do(bg, "k", nil, func(context.Context) ([]byte, error) { return nil, boom })
 }
+
+// TestScopedKey: equal keys of different scopes are different records,
+// and no (scope, key) pair collides with another.
+func TestScopedKey(t *testing.T) {
+	ctx := context.Background()
+	g := idempotency.New(nil)
+	runs := 0
+	fn := func(context.Context) ([]byte, error) { runs++; return []byte("ok"), nil }
+	for _, scope := range []string{"alice", "bob", "alice"} {
+		if _, err := g.Do(ctx, idempotency.ScopedKey(scope, "pay-42"), []byte("fp"), fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runs != 2 {
+		t.Fatalf("ran %d times; want once per scope", runs)
+	}
+	if idempotency.ScopedKey("a", "b\nc") == idempotency.ScopedKey("a\nb", "c") {
+		t.Fatal("ScopedKey collides")
+	}
+	if got := idempotency.ScopedKey("", "k"); got != "k" {
+		t.Fatalf("ScopedKey(\"\", k) = %q", got)
+	}
+}

@@ -29,7 +29,8 @@ type memoryConfig struct {
 }
 
 // WithMaxEntries bounds the number of records kept (default
-// [DefaultMaxEntries]). The bound is split evenly across shards, so each
+// [DefaultMaxEntries]); beyond it, claims of new keys fail with
+// [ErrStoreFull] until records expire. The bound is split evenly across shards, so each
 // shard holds at most ceil(n/shards) records. A non-positive n means the
 // default.
 func WithMaxEntries(n int) MemoryOption {
@@ -67,15 +68,19 @@ func WithMemoryClock(c clock.Clock) MemoryOption {
 // the process, so it deduplicates within one process (or behind a sticky
 // load balancer); use a shared Store across processes.
 //
-// # Expiry and eviction
+// # Expiry and capacity
 //
 // Dead records (lapsed leases, expired results) are dropped when their key
 // is touched, and swept from a shard when it is full and its earliest
-// deadline has passed. When a shard is full of live records, Claim evicts
-// the least recently used completed record (a later call with its key runs
-// again, as after its TTL); every method counts as a use of its key. Live in-progress claims are never evicted:
-// if a shard holds nothing else, Claim fails with [ErrStoreFull] rather
-// than let a duplicate run.
+// deadline has passed. A live record is never dropped: a completed record
+// is replayed for its whole TTL, and an in-progress claim keeps its key
+// until its lease lapses. When a shard is full of live records, Claim of a
+// new key fails with an error wrapping [ErrStoreFull] (a [Middleware]
+// answers 503 with Retry-After); the caller may retry once records
+// expire. Evicting a completed record early instead would let a retry of
+// its key run again, which is exactly what the store is there to prevent.
+// Size the store (see [WithMaxEntries]) for the request rate times the
+// TTL.
 //
 // Time is measured from the store's creation on its clock's monotonic
 // reading, so steps of the wall clock neither shorten nor extend leases
@@ -93,7 +98,7 @@ type MemoryStore struct {
 	shards []memShard
 	tokens atomic.Uint64
 
-	evicted atomic.Uint64
+	refused atomic.Uint64
 	expired atomic.Uint64
 }
 
@@ -234,13 +239,7 @@ func (s *MemoryStore) makeRoom(sh *memShard, now time.Time) error {
 			return nil
 		}
 	}
-	for e := sh.lru.prev; e != &sh.lru; e = e.prev {
-		if e.rec.State == StateCompleted {
-			sh.remove(e)
-			s.evicted.Add(1)
-			return nil
-		}
-	}
+	s.refused.Add(1)
 	return ErrStoreFull
 }
 
@@ -364,8 +363,13 @@ func (s *MemoryStore) Get(ctx context.Context, key string) (Record, error) {
 type MemoryStats struct {
 	// Entries is the number of records held, live or not yet swept.
 	Entries int
-	// Evicted counts completed records evicted to make room before expiry.
+	// Evicted is always zero: live records are no longer evicted.
+	//
+	// Deprecated: see Refused.
 	Evicted uint64
+	// Refused counts claims of new keys refused with ErrStoreFull because
+	// the key's shard was full of live records.
+	Refused uint64
 	// Expired counts dead records dropped (lapsed leases, expired results).
 	Expired uint64
 }
@@ -373,7 +377,7 @@ type MemoryStats struct {
 // Stats returns a snapshot of the store's counters.
 func (s *MemoryStore) Stats() MemoryStats {
 	s.once.Do(s.initZero)
-	st := MemoryStats{Evicted: s.evicted.Load(), Expired: s.expired.Load()}
+	st := MemoryStats{Refused: s.refused.Load(), Expired: s.expired.Load()}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()

@@ -27,54 +27,45 @@ func TestMemoryStoreConformanceOneShard(t *testing.T) {
 	})
 }
 
-func TestMemoryStoreEvictsExpiredFirstThenLRU(t *testing.T) {
+// TestMemoryStoreNeverEvictsLiveRecords: a flood of new keys against a
+// full store is refused with ErrStoreFull; the completed records already
+// there stay replayable for their whole TTL, so a victim's retry is
+// answered from its record instead of running again. (The store used to
+// evict the least recently used completed record to make room.)
+func TestMemoryStoreNeverEvictsLiveRecords(t *testing.T) {
 	ctx := context.Background()
 	clk := clocktest.NewFake(time.Time{})
-	s := idempotency.NewMemoryStore(idempotency.WithMemoryClock(clk), idempotency.WithShards(1), idempotency.WithMaxEntries(3))
-	complete := func(key string, ttl time.Duration) {
-		t.Helper()
-		rec, ok, err := s.Claim(ctx, key, nil, time.Minute)
-		if err != nil || !ok {
-			t.Fatalf("Claim(%q) = %v, %v", key, ok, err)
-		}
-		if err := s.Complete(ctx, key, rec.Token, idempotency.Result{Value: []byte(key)}, ttl); err != nil {
-			t.Fatal(err)
-		}
+	s := idempotency.NewMemoryStore(idempotency.WithMemoryClock(clk), idempotency.WithMaxEntries(1000))
+	g := idempotency.New(s, idempotency.WithTTL(time.Hour))
+	runs := 0
+	charge := func(context.Context) ([]byte, error) { runs++; return []byte("receipt"), nil }
+	if _, err := g.Do(ctx, "victim", []byte("pay-42"), charge); err != nil {
+		t.Fatal(err)
 	}
-	present := func(key string) bool {
-		_, err := s.Get(ctx, key)
-		return err == nil
-	}
-
-	complete("short", time.Second)
-	complete("old", time.Hour)
-	complete("new", time.Hour)
-	clk.Advance(time.Second) // "short" is now dead but still stored
-	present("old")           // "old" becomes most recently used
-	complete("d", time.Hour) // full: the dead record goes, nothing live is evicted
-	for _, k := range []string{"old", "new", "d"} {
-		if !present(k) {
-			t.Fatalf("%q evicted while a dead record was available", k)
+	refused := 0
+	for i := range 3000 {
+		_, err := g.Do(ctx, fmt.Sprint("flood-", i), nil, func(context.Context) ([]byte, error) { return nil, nil })
+		switch {
+		case errors.Is(err, idempotency.ErrStoreFull):
+			refused++
+		case err != nil:
+			t.Fatalf("flood %d: %v", i, err)
 		}
 	}
-	if st := s.Stats(); st.Entries != 3 || st.Evicted != 0 || st.Expired != 1 {
-		t.Fatalf("Stats = %+v; want 3 entries, 0 evicted, 1 expired", st)
+	if refused < 1900 { // 64 shards of 16: room for 1,024
+		t.Fatalf("%d of 3000 flood keys refused; want at least 1900 for a 1000-entry store", refused)
 	}
-	// Recency order is now d, new, old (Get touches): touch old and d so
-	// that "new" is least recently used.
-	present("old")
-	present("d")
-	complete("e", time.Hour)
-	if present("new") {
-		t.Fatal("least recently used record was not evicted")
+	v, err := g.Do(ctx, "victim", []byte("pay-42"), charge)
+	if err != nil || string(v) != "receipt" || runs != 1 {
+		t.Fatalf("victim's retry = %q, %v after %d runs; want the recorded receipt and 1 run", v, err, runs)
 	}
-	for _, k := range []string{"old", "d", "e"} {
-		if !present(k) {
-			t.Fatalf("%q evicted instead of the least recently used record", k)
-		}
+	if st := s.Stats(); st.Refused != uint64(refused) || st.Evicted != 0 || st.Entries > 1024 {
+		t.Fatalf("Stats = %+v; want %d refused, none evicted, at most 1,024 entries", st, refused)
 	}
-	if st := s.Stats(); st.Evicted != 1 {
-		t.Fatalf("Evicted = %d; want 1", st.Evicted)
+	// Once the TTL has passed, dead records make room again.
+	clk.Advance(time.Hour)
+	if _, err := g.Do(ctx, "after-ttl", nil, func(context.Context) ([]byte, error) { return nil, nil }); err != nil {
+		t.Fatalf("claim after the TTL: %v", err)
 	}
 }
 
@@ -99,19 +90,24 @@ func TestMemoryStoreNeverEvictsLiveClaims(t *testing.T) {
 func TestMemoryStoreBound(t *testing.T) {
 	ctx := context.Background()
 	s := idempotency.NewMemoryStore(idempotency.WithMaxEntries(100), idempotency.WithShards(8))
+	stored := 0
 	for i := range 1000 {
 		key := fmt.Sprint(i)
 		rec, ok, err := s.Claim(ctx, key, nil, time.Minute)
+		if errors.Is(err, idempotency.ErrStoreFull) {
+			continue
+		}
 		if err != nil || !ok {
 			t.Fatalf("Claim(%q) = %v, %v", key, ok, err)
 		}
+		stored++
 		if err := s.Complete(ctx, key, rec.Token, idempotency.Result{}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// 100 entries over 8 shards: each shard holds ceil(100/8) = 13.
-	if st := s.Stats(); st.Entries > 8*13 || st.Entries < 90 || st.Evicted != uint64(1000-st.Entries) {
-		t.Fatalf("Stats = %+v; want 90 to 104 entries and the rest evicted", st)
+	if st := s.Stats(); st.Entries != stored || st.Entries > 8*13 || st.Entries < 90 || st.Refused != uint64(1000-stored) {
+		t.Fatalf("Stats = %+v (%d stored); want 90 to 104 entries and the rest refused", st, stored)
 	}
 }
 

@@ -29,6 +29,9 @@ const (
 	DefaultMaxResponse = 1 << 20
 	// MaxKeyLen is the longest key accepted, after unquoting.
 	MaxKeyLen = 255
+	// storeFullRetryAfter is the Retry-After, in seconds, sent with 503
+	// when the store is full.
+	storeFullRetryAfter = 5
 )
 
 // defaultReplayHeaders are the response headers recorded and replayed
@@ -116,9 +119,11 @@ func WithFingerprintHeaders(names ...string) MiddlewareOption {
 }
 
 // WithScope sets a function that names the client of a request (a tenant,
-// account or API key), so that equal keys from different clients never
-// meet. By default all clients share one key space, which is safe only if
-// keys are unguessable and unique, as [NewKey] makes them.
+// account or authenticated user), so that equal keys from different
+// clients never meet: one client cannot claim, replay or block another's
+// key. The record's key is the scope, a newline and the key. By default all clients
+// share one key space, which is safe only if keys are unguessable and
+// unique, as [NewKey] makes them, and never shown to other clients.
 func WithScope(scope func(*http.Request) string) MiddlewareOption {
 	return func(c *mwConfig) { c.scope = scope }
 }
@@ -161,7 +166,8 @@ var errUnrecorded = errors.New("idempotency: response not recorded")
 //     are not recorded: the key is released and a retry runs the handler
 //     again. A panicking handler releases the key too.
 //   - Error responses are problem details (RFC 9457, application/problem+json).
-//     A store failure gets 503.
+//     A store failure gets 503; a full store ([ErrStoreFull]) gets 503 with
+//     "Retry-After: 5", and the handler is not run.
 //   - The handler's request context carries the claim's fencing token
 //     ([Token]) and is cancelled if the claim is lost.
 func Middleware(g *Guard, opts ...MiddlewareOption) func(http.Handler) http.Handler {
@@ -242,6 +248,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if m.cfg.scope != nil {
+		// Keys hold no newline (ParseKey), so this pairing is unambiguous.
 		key = m.cfg.scope(r) + "\n" + key
 	}
 	fp := m.fingerprint(r, body)
@@ -279,6 +286,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrInProgress):
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, http.StatusConflict, "A request with this "+m.cfg.header+" is still being processed; retry later.")
+	case errors.Is(err, ErrStoreFull):
+		w.Header().Set("Retry-After", strconv.Itoa(storeFullRetryAfter))
+		writeProblem(w, http.StatusServiceUnavailable, "Too many requests with "+m.cfg.header+" are recorded; retry later with the same key.")
 	case errors.As(err, &recorded):
 		writeProblem(w, http.StatusInternalServerError, "The original request with this "+m.cfg.header+" failed.")
 	case r.Context().Err() != nil:

@@ -358,3 +358,26 @@ func TestMiddlewareCorruptRecord(t *testing.T) {
 	wantProblem(t, serve(idempotency.Middleware(idempotency.New(s2))(&orders{}), request("POST", "/orders", "k", "a")),
 		http.StatusInternalServerError)
 }
+
+// TestMiddlewareStoreFull: when the store has no room, a new key gets 503
+// with Retry-After and the handler does not run; the recorded response of
+// an earlier key is still replayed (it used to be evicted to make room).
+func TestMiddlewareStoreFull(t *testing.T) {
+	s := idempotency.NewMemoryStore(idempotency.WithMaxEntries(1), idempotency.WithShards(1))
+	h := &orders{}
+	srv := idempotency.Middleware(idempotency.New(s))(h)
+	if w := serve(srv, request("POST", "/orders", "first", "a")); w.Code != http.StatusCreated {
+		t.Fatalf("first request = %d", w.Code)
+	}
+	w := serve(srv, request("POST", "/orders", "second", "b"))
+	wantProblem(t, w, http.StatusServiceUnavailable)
+	if ra := w.Header().Get("Retry-After"); ra != "5" {
+		t.Fatalf("Retry-After = %q; want 5", ra)
+	}
+	if w := serve(srv, request("POST", "/orders", "first", "a")); w.Code != http.StatusCreated || w.Header().Get(idempotency.ReplayedHeader) != "true" {
+		t.Fatalf("retry of the first request = %d %v; want the replay", w.Code, w.Header())
+	}
+	if n := h.runs.Load(); n != 1 {
+		t.Fatalf("handler ran %d times; want 1", n)
+	}
+}

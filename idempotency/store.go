@@ -75,11 +75,16 @@ type Record struct {
 // report [ErrLeaseLost]. The store decides what "now" is (its own clock, or
 // a database server's), and may delete dead records at any time.
 //
+// A store must never drop a live record to make room: a completed record
+// dropped before its TTL lets a retry run the operation again. A store
+// that has no room for a new record fails Claim of a new key with an error
+// wrapping [ErrStoreFull] and changes nothing.
+//
 // # Tokens
 //
 // Every successful Claim returns a fencing token that the store never
 // handed out before for that key, including after the key was released,
-// expired or evicted. A store-wide counter, a per-key counter kept across
+// expired or deleted. A store-wide counter, a per-key counter kept across
 // deletions, or 64 random bits are all acceptable. Renew, Complete and
 // Release act only when the presented token is that of the key's live
 // in-progress record; otherwise they change nothing and return

@@ -19,7 +19,9 @@
 // IDEMPOTENT <key> <write...> (or the HTTP header Idempotency-Key) makes a
 // write apply once however often it is retried, on any member and across
 // leader changes: the key's record lives in the replicated state
-// (consensus.WithRequestID), in the log and in snapshots.
+// (consensus.WithRequestID), in the log and in snapshots. Keys belong to
+// the authenticated user, and a key reused with another command is an
+// error that applies nothing.
 //
 // Expiry (SET EX/PX) is deterministic: the leader stamps every write with
 // its hybrid logical clock (consensus.Config.Timestamps), EX/PX count from
@@ -30,6 +32,13 @@
 //
 // HTTP: GET /status, POST /members, DELETE /members/{id},
 // POST /transfer-leader, GET /metrics, GET/PUT/DELETE /kv/{key}.
+//
+// Security: AUTH and ACL users (categories @read, @write, @admin, key
+// patterns) kept in the replicated state, so every member enforces the
+// same rules; HTTP takes the same users by Basic auth. -requirepass sets
+// the default user's password; protected mode refuses remote clients
+// while there is neither a password nor TLS; -tls-* puts TLS on the raft,
+// Redis and HTTP ports. Security events go to an audit log.
 //
 // SIGINT or SIGTERM stops the process gracefully (exit status 0). See
 // README.md for a tour.

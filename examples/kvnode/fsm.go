@@ -39,14 +39,16 @@ import (
 // big endian, Unix milliseconds; used only by unstamped commands) and then op-specific fields, each a uvarint length
 // followed by that many bytes, or a varint for numbers.
 const (
-	opSet    byte = 1 // key, value, flags (uvarint), expireAt (varint, 0 = none; a TTL in ms with setRelative)
-	opDel    byte = 2 // n (uvarint), keys
-	opIncrBy byte = 3 // key, delta (varint)
-	opAppend byte = 4 // key, value
-	opMSet   byte = 5 // n (uvarint), key/value pairs
-	opTick   byte = 6 // nothing: advances the clock
-	opMeta   byte = 7 // member id (uvarint), redis address, http address
-	opBatch  byte = 8 // n (uvarint), n commands (each length-prefixed, not batches): a pipeline's writes
+	opSet    byte = 1  // key, value, flags (uvarint), expireAt (varint, 0 = none; a TTL in ms with setRelative)
+	opDel    byte = 2  // n (uvarint), keys
+	opIncrBy byte = 3  // key, delta (varint)
+	opAppend byte = 4  // key, value
+	opMSet   byte = 5  // n (uvarint), key/value pairs
+	opTick   byte = 6  // nothing: advances the clock
+	opMeta   byte = 7  // member id (uvarint), redis address, http address
+	opBatch  byte = 8  // n (uvarint), n commands (each length-prefixed, not batches): a pipeline's writes
+	opACL    byte = 9  // ACL change: see applyACL in acl.go
+	opIdem   byte = 10 // fingerprint, command: an IDEMPOTENT write; see idem.go
 )
 
 // SET flags.
@@ -88,10 +90,11 @@ type store struct {
 	now      int64 // replicated clock, Unix ms
 	expiring int   // keys with an expiry time (may count expired keys not yet removed)
 	meta     map[uint64]memberAddrs
+	acl      map[string]*aclUser // users defined by ACL SETUSER (acl.go)
 }
 
 func newStore() *store {
-	return &store{data: make(map[string]item), meta: make(map[uint64]memberAddrs)}
+	return &store{data: make(map[string]item), meta: make(map[uint64]memberAddrs), acl: make(map[string]*aclUser)}
 }
 
 // RESP replies are the results of commands, so a retried idempotent
@@ -344,6 +347,10 @@ func (s *store) apply(data []byte, ts clock.Timestamp) ([]byte, error) {
 			out = append(out, res...)
 		}
 		return out, nil
+	case opACL:
+		return s.applyACL(&d)
+	case opIdem:
+		return s.applyIdem(&d, ts)
 	case opMeta:
 		id, redis, http := d.uvarint(), d.string(), d.string()
 		if err := d.done(); err != nil {
@@ -387,18 +394,24 @@ func (s *store) addrs(id uint64) (memberAddrs, bool) {
 func (s *store) Snapshot() (consensus.SnapshotWriter, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &snapshot{data: maps.Clone(s.data), now: s.now, meta: maps.Clone(s.meta)}, nil
+	return &snapshot{data: maps.Clone(s.data), now: s.now, meta: maps.Clone(s.meta), acl: maps.Clone(s.acl)}, nil
 }
 
-// Snapshot format: magic "KVS1", now (8 bytes), member count (uvarint),
-// members (id uvarint, redis, http), key count (uvarint), keys (key, value,
+// Snapshot format: magic "KVS2", now (8 bytes), member count (uvarint),
+// members (id uvarint, redis, http), user count (uvarint), users
+// (appendUser, in name order), key count (uvarint), keys (key, value,
 // expireAt varint), in key order so equal states give equal bytes.
-var snapMagic = []byte("KVS1")
+// "KVS1" snapshots, from before users, have no user section.
+var (
+	snapMagic   = []byte("KVS2")
+	snapMagicV1 = []byte("KVS1")
+)
 
 type snapshot struct {
 	data map[string]item
 	now  int64
 	meta map[uint64]memberAddrs
+	acl  map[string]*aclUser
 }
 
 func (sn *snapshot) Release() {}
@@ -414,6 +427,10 @@ func (sn *snapshot) WriteTo(w io.Writer) (int64, error) {
 		b = binary.AppendUvarint(b, id)
 		b = appendString(b, []byte(a.Redis))
 		b = appendString(b, []byte(a.HTTP))
+	}
+	b = binary.AppendUvarint(b, uint64(len(sn.acl)))
+	for _, name := range slices.Sorted(maps.Keys(sn.acl)) {
+		b = appendUser(b, sn.acl[name])
 	}
 	keys := slices.Sorted(maps.Keys(sn.data))
 	b = binary.AppendUvarint(b, uint64(len(keys)))
@@ -451,13 +468,13 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // Restore implements consensus.StateMachine.
 func (s *store) Restore(r io.Reader) error {
-	data, now, meta, err := decodeSnapshot(bufio.NewReaderSize(r, 64<<10))
+	data, now, meta, acl, err := decodeSnapshot(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.data, s.now, s.meta = data, now, meta
+	s.data, s.now, s.meta, s.acl = data, now, meta, acl
 	s.expiring = 0
 	for _, it := range data {
 		if it.expireAt != 0 {
@@ -467,15 +484,16 @@ func (s *store) Restore(r io.Reader) error {
 	return nil
 }
 
-func decodeSnapshot(r *bufio.Reader) (map[string]item, int64, map[uint64]memberAddrs, error) {
-	fail := func(what string, err error) (map[string]item, int64, map[uint64]memberAddrs, error) {
-		return nil, 0, nil, fmt.Errorf("kvnode: snapshot: %s: %w", what, err)
+func decodeSnapshot(r *bufio.Reader) (map[string]item, int64, map[uint64]memberAddrs, map[string]*aclUser, error) {
+	fail := func(what string, err error) (map[string]item, int64, map[uint64]memberAddrs, map[string]*aclUser, error) {
+		return nil, 0, nil, nil, fmt.Errorf("kvnode: snapshot: %s: %w", what, err)
 	}
 	var hdr [12]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return fail("header", err)
 	}
-	if string(hdr[:4]) != string(snapMagic) {
+	v1 := string(hdr[:4]) == string(snapMagicV1)
+	if !v1 && string(hdr[:4]) != string(snapMagic) {
 		return fail("header", errMalformed)
 	}
 	now := int64(binary.BigEndian.Uint64(hdr[4:]))
@@ -498,6 +516,23 @@ func decodeSnapshot(r *bufio.Reader) (map[string]item, int64, map[uint64]memberA
 			return fail("member", err)
 		}
 		meta[id] = memberAddrs{Redis: string(redis), HTTP: string(http)}
+	}
+	acl := make(map[string]*aclUser)
+	if !v1 {
+		nu, err := binary.ReadUvarint(r)
+		if err != nil || nu > maxUsers {
+			return fail("user count", errors.Join(errMalformed, err))
+		}
+		for range nu {
+			u, err := readUser(r)
+			if err != nil {
+				return fail("user", err)
+			}
+			if _, dup := acl[u.name]; dup {
+				return fail("user", errMalformed)
+			}
+			acl[u.name] = u
+		}
 	}
 	nk, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -522,7 +557,7 @@ func decodeSnapshot(r *bufio.Reader) (map[string]item, int64, map[uint64]memberA
 	if _, err := r.ReadByte(); err != io.EOF {
 		return fail("trailing data", errMalformed)
 	}
-	return data, now, meta, nil
+	return data, now, meta, acl, nil
 }
 
 func readString(r *bufio.Reader) ([]byte, error) {

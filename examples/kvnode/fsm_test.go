@@ -260,6 +260,9 @@ func FuzzApply(f *testing.F) {
 	f.Add(newCommand(opMeta, 1).uvarint(1).bytes([]byte("r")).bytes([]byte("h")).b)
 	f.Add([]byte{opDel, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f})
 	f.Add(newCommand(opBatch, 1).uvarint(2).bytes(setCmd(1, "a", "1", 0, 0)).bytes([]byte{opTick}).b)
+	f.Add(aclSetUserCmd(1, "alice", []string{"on", "#" + hashPassword("pw"), "~app:*", "+@read"}, []string{"on"}))
+	f.Add(aclDelUserCmd(1, []string{"alice", "default"}))
+	f.Add(newCommand(opIdem, 1).bytes([]byte("fp")).bytes(setCmd(1, "a", "1", 0, 0)).b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := newStore()
 		res := applyOne(t, s, data)
@@ -278,15 +281,17 @@ func FuzzRestore(f *testing.F) {
 	applyOne(f, s, setCmd(1, "a", "hello", 0, 99))
 	applyOne(f, s, newCommand(opMeta, 1).uvarint(1).bytes([]byte("r")).bytes([]byte("h")).b)
 	f.Add(snapshotBytes(f, s))
+	applyOne(f, s, aclSetUserCmd(1, "alice", []string{"on", ">pw", "~app:*", "+@read"}, nil))
+	f.Add(snapshotBytes(f, s))
 	f.Add([]byte("KVS1"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		data2, now, meta, err := decodeSnapshot(bufio.NewReader(bytes.NewReader(data)))
+		data2, now, meta, acl, err := decodeSnapshot(bufio.NewReader(bytes.NewReader(data)))
 		if err != nil {
 			return
 		}
-		re := &store{data: data2, now: now, meta: meta}
+		re := &store{data: data2, now: now, meta: meta, acl: acl}
 		again := snapshotBytes(t, re)
-		if _, _, _, err := decodeSnapshot(bufio.NewReader(bytes.NewReader(again))); err != nil {
+		if _, _, _, _, err := decodeSnapshot(bufio.NewReader(bytes.NewReader(again))); err != nil {
 			t.Fatalf("re-encoded snapshot does not decode: %v", err)
 		}
 	})

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/distkit/distkit/consensus"
@@ -24,6 +27,7 @@ type statusJSON struct {
 	Term    uint64       `json:"term"`
 	Commit  uint64       `json:"commit"`
 	Applied uint64       `json:"applied"`
+	Removed bool         `json:"removed,omitempty"` // this member was removed from the cluster
 	Members []memberJSON `json:"members"`
 }
 
@@ -45,17 +49,19 @@ const idempotencyHeader = "Idempotency-Key"
 
 func (m *member) httpHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", m.handleStatus)
-	mux.HandleFunc("POST /members", m.handleJoin)
-	mux.HandleFunc("DELETE /members/{id}", m.handleRemove)
-	mux.HandleFunc("POST /transfer-leader", m.handleTransfer)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /kv/{key...}", m.handleGet)
-	mux.HandleFunc("PUT /kv/{key...}", m.handlePut)
-	mux.HandleFunc("DELETE /kv/{key...}", m.handleDelete)
+	// Every route names the category it needs (security.go): 0 is any
+	// authenticated user; /kv routes also check the key.
+	mux.Handle("GET /status", m.guard(0, false, m.handleStatus))
+	mux.Handle("POST /members", m.guard(catAdmin, false, m.handleJoin))
+	mux.Handle("DELETE /members/{id}", m.guard(catAdmin, false, m.handleRemove))
+	mux.Handle("POST /transfer-leader", m.guard(catAdmin, false, m.handleTransfer))
+	mux.Handle("GET /metrics", m.guard(0, false, promhttp.HandlerFor(m.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP))
+	mux.Handle("GET /kv/{key...}", m.guard(catRead, true, m.handleGet))
+	mux.Handle("PUT /kv/{key...}", m.guard(catWrite, true, m.handlePut))
+	mux.Handle("DELETE /kv/{key...}", m.guard(catWrite, true, m.handleDelete))
 	if m.cfg.Limits.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.Handle("GET /debug/pprof/", m.guard(catAdmin, false, pprof.Index))
+		mux.Handle("GET /debug/pprof/profile", m.guard(catAdmin, false, pprof.Profile))
 	}
 	return mux
 }
@@ -73,8 +79,8 @@ func httpError(w http.ResponseWriter, code int, format string, args ...any) {
 func (m *member) handleStatus(w http.ResponseWriter, r *http.Request) {
 	s := m.node.Status()
 	out := statusJSON{ID: s.ID, Role: s.Role.String(), Leader: s.Leader, Term: s.Term, Commit: s.Commit, Applied: s.Applied}
-	if s.Removed {
-		out.Role = "removed"
+	if s.Removed || m.removed.Load() {
+		out.Role, out.Removed = "removed", true
 	}
 	for _, mem := range s.Members {
 		a, _ := m.store.addrs(mem.ID)
@@ -113,15 +119,30 @@ func (m *member) handleJoin(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, `want {"id": <non-zero>, "raft": "host:port"}`)
 		return
 	}
+	if err := checkRaftAddr(req.Raft); err != nil {
+		httpError(w, http.StatusBadRequest, "bad raft address %q: %v", req.Raft, err)
+		return
+	}
 	if m.toLeader(w, r) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := m.node.AddVoter(ctx, req.ID, req.Raft); err != nil {
+	wasMember := m.isMember(req.ID)
+	err := m.node.AddVoter(ctx, req.ID, req.Raft)
+	m.auditHTTP(r, "member-add", err, slog.Uint64("target", req.ID), slog.String("raft", req.Raft))
+	if err != nil {
 		code := http.StatusServiceUnavailable
 		if errors.Is(err, consensus.ErrUnknownMember) {
 			code = http.StatusConflict
+		}
+		if !wasMember && m.isMember(req.ID) {
+			// Added as a learner but never promoted (it did not catch up):
+			// take it out again rather than keep a learner nobody runs.
+			rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			rerr := m.node.RemoveMember(rctx, req.ID)
+			rcancel()
+			m.auditHTTP(r, "member-remove", rerr, slog.Uint64("target", req.ID), slog.String("reason", "join failed"))
 		}
 		httpError(w, code, "add member %d: %v", req.ID, err)
 		return
@@ -138,17 +159,28 @@ func (m *member) handleRemove(w http.ResponseWriter, r *http.Request) {
 	if m.toLeader(w, r) {
 		return
 	}
+	if !m.isMember(id) {
+		m.auditHTTP(r, "member-remove", errNotMember, slog.Uint64("target", id))
+		httpError(w, http.StatusNotFound, "member %d is not a member of the cluster", id)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := m.node.RemoveMember(ctx, id); err != nil {
-		httpError(w, http.StatusServiceUnavailable, "remove member %d: %v", id, err)
+	err = m.node.RemoveMember(ctx, id)
+	m.auditHTTP(r, "member-remove", err, slog.Uint64("target", id))
+	if err != nil {
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, consensus.ErrUnknownMember) { // the last voter
+			code = http.StatusConflict
+		}
+		httpError(w, code, "remove member %d: %v", id, err)
 		return
 	}
 	m.handleStatus(w, r)
 }
 
-// handleTransfer moves leadership to ?to=ID, or to the most caught-up
-// other voter.
+// handleTransfer moves leadership to ?to=ID, or to the live voter whose
+// log is furthest along.
 func (m *member) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	var to uint64
 	if v := r.URL.Query().Get("to"); v != "" {
@@ -158,29 +190,95 @@ func (m *member) handleTransfer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		to = id
+		mem, ok := m.memberOf(to)
+		switch {
+		case !ok:
+			m.auditHTTP(r, "leader-transfer", errNotMember, slog.Uint64("target", to))
+			httpError(w, http.StatusNotFound, "member %d is not a member of the cluster", to)
+			return
+		case mem.Learner:
+			m.auditHTTP(r, "leader-transfer", errNotMember, slog.Uint64("target", to))
+			httpError(w, http.StatusBadRequest, "member %d is a learner; only a voter can lead", to)
+			return
+		}
 	} else {
 		if m.toLeader(w, r) {
 			return
 		}
-		s := m.node.Status()
-		var best uint64
-		for id, p := range s.Progress {
-			if id != m.cfg.ID && !p.Learner && p.Match >= best {
-				to, best = id, p.Match
-			}
-		}
+		to = m.transferTarget()
 		if to == 0 {
-			httpError(w, http.StatusConflict, "no other voter to transfer to")
+			m.auditHTTP(r, "leader-transfer", errNoTarget)
+			httpError(w, http.StatusConflict, "no other voter is live and caught up; name one with ?to=ID")
 			return
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	if err := m.node.TransferLeadership(ctx, to); err != nil {
+	err := m.node.TransferLeadership(ctx, to)
+	m.auditHTTP(r, "leader-transfer", err, slog.Uint64("target", to))
+	if err != nil {
 		httpError(w, http.StatusServiceUnavailable, "transfer to %d: %v", to, err)
 		return
 	}
 	m.handleStatus(w, r)
+}
+
+// transferLag is how far behind the leader's log a voter may be and still
+// be picked to lead by POST /transfer-leader without ?to.
+const transferLag = 100
+
+var (
+	errNotMember = errors.New("kvnode: not a member")
+	errNoTarget  = errors.New("kvnode: no live caught-up voter")
+)
+
+// transferTarget picks the other voter that the leader heard from
+// recently and whose log is furthest along (within transferLag), or 0.
+func (m *member) transferTarget() uint64 {
+	return pickTransferTarget(m.cfg.ID, m.node.Status().Progress)
+}
+
+func pickTransferTarget(self uint64, progress map[uint64]consensus.PeerProgress) uint64 {
+	var to, best uint64
+	for id, p := range progress {
+		if id == self || p.Learner || !p.Active || p.Lag > transferLag {
+			continue
+		}
+		if to == 0 || p.Match > best || (p.Match == best && id < to) {
+			to, best = id, p.Match
+		}
+	}
+	return to
+}
+
+func (m *member) memberOf(id uint64) (consensus.Member, bool) {
+	for _, mem := range m.node.Members() {
+		if mem.ID == id {
+			return mem, true
+		}
+	}
+	return consensus.Member{}, false
+}
+
+func (m *member) isMember(id uint64) bool {
+	_, ok := m.memberOf(id)
+	return ok
+}
+
+// checkRaftAddr checks a joining member's raft address: host:port with a
+// host and a port from 1 to 65535.
+func checkRaftAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "" || strings.ContainsAny(host, " /\\") {
+		return errors.New("missing or malformed host")
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return errors.New("port must be 1 to 65535")
+	}
+	return nil
 }
 
 // respToHTTP turns a state machine reply into an HTTP answer.
@@ -188,6 +286,12 @@ func respToHTTP(w http.ResponseWriter, reply []byte) {
 	switch {
 	case bytes.HasPrefix(reply, []byte("-TRYAGAIN")), bytes.HasPrefix(reply, []byte("-UNCERTAIN")):
 		httpError(w, http.StatusServiceUnavailable, "%s", bytes.TrimSpace(reply[1:]))
+	case bytes.Equal(reply, removedReply):
+		httpError(w, http.StatusGone, "%s", bytes.TrimSpace(reply[1:]))
+	case bytes.Equal(reply, errKeyReused):
+		httpError(w, http.StatusUnprocessableEntity, "%s", bytes.TrimSpace(reply[1:]))
+	case bytes.HasPrefix(reply, []byte("-NOPERM")):
+		httpError(w, http.StatusForbidden, "%s", bytes.TrimSpace(reply[1:]))
 	case bytes.HasPrefix(reply, []byte("-")):
 		httpError(w, http.StatusBadRequest, "%s", bytes.TrimSpace(reply[1:]))
 	case bytes.Equal(reply, replyNil):
@@ -204,7 +308,8 @@ func respToHTTP(w http.ResponseWriter, reply []byte) {
 }
 
 func (m *member) handleGet(w http.ResponseWriter, r *http.Request) {
-	st := &connState{stale: r.URL.Query().Get("stale") == "1"}
+	st := httpConn(r)
+	st.stale = r.URL.Query().Get("stale") == "1"
 	respToHTTP(w, m.execute(st, "get", [][]byte{[]byte("get"), []byte(r.PathValue("key"))}, ""))
 }
 
@@ -231,10 +336,18 @@ func (m *member) httpWrite(w http.ResponseWriter, r *http.Request, args [][]byte
 		httpError(w, http.StatusBadRequest, "%s longer than %d bytes", idempotencyHeader, maxRequestIDLen)
 		return
 	}
+	if m.removed.Load() {
+		respToHTTP(w, removedReply)
+		return
+	}
 	cmd, errRep := m.buildWrite(string(args[0]), args)
 	if errRep != nil {
 		respToHTTP(w, errRep)
 		return
 	}
-	respToHTTP(w, m.write(cmd, key))
+	if key != "" {
+		respToHTTP(w, m.idempotentWrite(m.connUserName(httpConn(r)), args, cmd, key))
+		return
+	}
+	respToHTTP(w, m.write(cmd, ""))
 }

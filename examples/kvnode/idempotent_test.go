@@ -67,8 +67,11 @@ func TestIdempotentWritesAcrossFailover(t *testing.T) {
 		if v, err := pc.Get(ctx, "ctr").Result(); err != nil || v != "5" {
 			t.Fatalf("ctr on member %d = %q, %v; want applied once", id, v, err)
 		}
-		if code, s := put(p, "h", "second"); code != 200 {
+		if code, s := put(p, "h", "first"); code != 200 {
 			t.Fatalf("PUT retry on %d: %s", id, s)
+		}
+		if code, s := put(p, "h", "second"); code != http.StatusUnprocessableEntity {
+			t.Fatalf("PUT on %d with the key and another body: %s; want 422", id, s)
 		}
 		if v, err := pc.Get(ctx, "h").Result(); err != nil || v != "first" {
 			t.Fatalf("h on member %d = %q, %v; want the first PUT only", id, v, err)

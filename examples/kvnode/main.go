@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -54,6 +55,12 @@ type options struct {
 	limits    limits
 	// clockSkew shifts this process's physical clock (fault injection).
 	clockSkew time.Duration
+
+	requirePass string
+	protected   bool
+	certUsers   bool
+	auditLog    string
+	auth        authConfig // built from the three above by run
 }
 
 func main() {
@@ -86,6 +93,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.limits.StaleReads, "stale-reads", false, "serve GET/MGET/EXISTS from this member's state without a read barrier (not linearizable)")
 	fs.Uint64Var(&o.snapN, "snapshot-entries", consensus.DefaultSnapshotEntries, "take a snapshot (and compact the log) every this many applied entries")
 	fs.BoolVar(&o.verbose, "v", false, "log raft events to stderr")
+	fs.StringVar(&o.requirePass, "requirepass", "", "password of the default user until ACL SETUSER default changes it (clients: AUTH <password>, HTTP Basic auth as user default)")
+	fs.BoolVar(&o.certUsers, "tls-cert-users", false, "with TLS, a client certificate whose Common Name names an ACL user authenticates as that user")
+	fs.BoolVar(&o.protected, "protected-mode", true, "while the default user has no password and TLS is off, refuse clients that are not on the loopback interface")
+	fs.StringVar(&o.auditLog, "audit-log", "-", "where to write the audit log of security events (JSON lines): - for stderr, a file path to append to, or off")
 	fs.BoolVar(&o.limits.Pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the HTTP address")
 	// -ports is for tests: 0 puts the demo cluster on free ports.
 	fs.IntVar(&o.ports, "ports", -1, "")
@@ -115,6 +126,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.limits.MaxRequest < o.limits.MaxValue+1024 {
 		o.limits.MaxRequest = o.limits.MaxValue + 1024
+	}
+	if o.certUsers && o.tlsCA == "" {
+		return nil, errors.New("-tls-cert-users needs -tls-ca, -tls-cert and -tls-key")
 	}
 	if o.id == 0 && (o.peers != "" || o.join != "" || o.data != "") {
 		return nil, errors.New("-peers, -join and -data need -id")
@@ -191,6 +205,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		o.secretKey = bytes.TrimSpace(o.secretKey)
 	}
+	audit, closeAudit, err := openAudit(o.auditLog, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	o.auth = authConfig{RequirePass: o.requirePass, TLS: tlsCfg != nil, Protected: o.protected, CertUsers: o.certUsers, Audit: audit}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -331,7 +351,7 @@ func startDemo(o *options, tlsCfg *tls.Config, logger *slog.Logger) ([]*member, 
 		m, err := startMember(memberConfig{
 			ID: uint64(i + 1), Dir: fmt.Sprintf("%s/%d", dir, i+1), Bootstrap: boot,
 			RaftLn: s.raft, RaftAddr: s.raft.Addr().String(), RedisLn: s.redis, HTTPLn: s.http,
-			TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+			TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN, Auth: o.auth,
 			Clock: skewedClock(o.clockSkew),
 		})
 		if err != nil {
@@ -378,7 +398,7 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 	m, err := startMember(memberConfig{
 		ID: o.id, Dir: o.data, Bootstrap: boot,
 		RaftLn: lns[0], RaftAddr: raftAddr, RedisLn: lns[1], HTTPLn: lns[2],
-		TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN,
+		TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN, Auth: o.auth,
 		Clock: skewedClock(o.clockSkew),
 	})
 	if err != nil {
@@ -401,13 +421,29 @@ func startOne(ctx context.Context, o *options, tlsCfg *tls.Config, logger *slog.
 // member can answer the leader before it has applied any membership.
 func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *tls.Config, trans *tcp.Transport) error {
 	body, _ := json.Marshal(joinRequest{ID: id, Raft: raftAddr})
-	client := &http.Client{Timeout: 45 * time.Second}
+	url, user, pass, hasAuth, err := splitUserinfo(url)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 45 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("too many redirects")
+		}
+		if hasAuth { // the leader's address: the same cluster, the same credentials
+			req.SetBasicAuth(user, pass)
+		}
+		return nil
+	}}
 	if tlsCfg != nil {
 		client.Transport = &http.Transport{TLSClientConfig: tlsCfg}
 	}
 	var last error
 	for attempt := 0; ; attempt++ {
-		if err := learnPeers(ctx, client, url, trans); err != nil {
+		if err := learnPeers(ctx, client, url, trans, func(r *http.Request) {
+			if hasAuth {
+				r.SetBasicAuth(user, pass)
+			}
+		}); err != nil {
 			var certErr *tls.CertificateVerificationError
 			var alert tls.AlertError
 			if errors.As(err, &certErr) || errors.As(err, &alert) {
@@ -419,6 +455,9 @@ func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *t
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if hasAuth {
+			req.SetBasicAuth(user, pass)
+		}
 		resp, err := client.Do(req)
 		var certErr *tls.CertificateVerificationError
 		var alert tls.AlertError
@@ -432,7 +471,8 @@ func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *t
 				return nil
 			}
 			err = fmt.Errorf("join via %s: %s: %s", url, resp.Status, bytes.TrimSpace(msg))
-			if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict {
+			switch resp.StatusCode {
+			case http.StatusBadRequest, http.StatusConflict, http.StatusUnauthorized, http.StatusForbidden:
 				return err
 			}
 		}
@@ -450,11 +490,12 @@ func join(ctx context.Context, url string, id uint64, raftAddr string, tlsCfg *t
 
 // learnPeers tells trans the raft addresses of the members listed by
 // url's GET /status.
-func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcp.Transport) error {
+func learnPeers(ctx context.Context, client *http.Client, url string, trans *tcp.Transport, auth func(*http.Request)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/status", nil)
 	if err != nil {
 		return err
 	}
+	auth(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
@@ -488,4 +529,23 @@ func skewedClock(d time.Duration) clock.Clock {
 		return clock.Real
 	}
 	return skewClock{Clock: clock.Real, skew: d}
+}
+
+// splitUserinfo takes the credentials out of a -join URL
+// (http://user:password@host:port), which are sent as HTTP Basic auth.
+func splitUserinfo(raw string) (url string, user, pass string, ok bool, err error) {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "", "", "", false, fmt.Errorf("bad -join URL: %w", err)
+	}
+	if u.User == nil {
+		return raw, "", "", false, nil
+	}
+	user = u.User.Username()
+	pass, _ = u.User.Password()
+	if user == "" {
+		user = defaultUser
+	}
+	u.User = nil
+	return u.String(), user, pass, true, nil
 }

@@ -197,11 +197,15 @@ func (p *proc) signal(sig syscall.Signal) error {
 func (p *proc) kill() { p.signal(syscall.SIGKILL) }
 
 func (p *proc) client() *redis.Client {
-	return redis.NewClient(&redis.Options{
+	o := &redis.Options{
 		Addr: p.redis, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
 		DialTimeout: time.Second, ReadTimeout: 6 * time.Second, WriteTimeout: 2 * time.Second,
 		PoolSize: 4,
-	})
+	}
+	if p.https { // the Redis port speaks TLS too
+		o.TLSConfig = p.httpc.Transport.(*http.Transport).TLSClientConfig
+	}
+	return redis.NewClient(o)
 }
 
 // cluster is a set of kvnode processes on free ports.

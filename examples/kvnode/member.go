@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit/distkit/clock"
@@ -39,6 +40,7 @@ type memberConfig struct {
 	// neither TLS nor Secret, raft traffic is unauthenticated.
 	Secret []byte
 	Logger *slog.Logger
+	Auth   authConfig // users, protected mode, audit (security.go)
 
 	// SnapshotEntries: zero means the consensus default.
 	SnapshotEntries uint64
@@ -76,6 +78,15 @@ type member struct {
 	metrics *metrics
 	log     *slog.Logger
 
+	// Security state (security.go): the implicit default user, the
+	// limiter of failed authentications, the audit log, and whether this
+	// member was removed from the cluster.
+	implicit  *aclUser
+	limiter   *authLimiter
+	audit     *slog.Logger
+	removed   atomic.Bool
+	wasMember atomic.Bool
+
 	conns   chan struct{} // semaphore of RESP connections
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -96,6 +107,13 @@ func startMember(cfg memberConfig) (*member, error) {
 		log:   log.With("member", cfg.ID),
 		conns: make(chan struct{}, cfg.Limits.MaxConns),
 		stop:  make(chan struct{}),
+
+		implicit: cfg.Auth.implicitDefault(),
+		limiter:  newAuthLimiter(cfg.Auth.Now),
+		audit:    cfg.Auth.Audit,
+	}
+	if m.audit == nil {
+		m.audit = slog.New(slog.DiscardHandler)
 	}
 	m.metrics = newMetrics(m)
 	maxEntry := max(consensus.DefaultMaxEntryBytes, 2*cfg.Limits.MaxRequest)
@@ -134,12 +152,14 @@ func startMember(cfg memberConfig) (*member, error) {
 		// members whose clocks are off (fsm.go).
 		Timestamps: true,
 		Clock:      cfg.Clock,
+		OnEvent:    m.onEvent,
 	}, m.store)
 	if err != nil {
 		m.trans.Close()
 		return nil, err
 	}
 	m.node = node
+	m.noteMembership(node.Members(), node.Status().Removed)
 	m.redis = redcon.NewServer("", m.serveRESP, m.acceptRESP, m.closedRESP)
 	m.redis.SetIdleClose(idleTimeout)
 	m.http = &http.Server{
@@ -153,7 +173,11 @@ func startMember(cfg memberConfig) (*member, error) {
 	m.wg.Add(3)
 	go func() {
 		defer m.wg.Done()
-		m.redis.Serve(&limitListener{Listener: cfg.RedisLn, max: cfg.Limits.MaxRequest})
+		ln := cfg.RedisLn
+		if cfg.TLS != nil {
+			ln = tls.NewListener(ln, cfg.TLS) // redis-cli --tls, go-redis TLSConfig
+		}
+		m.redis.Serve(&limitListener{Listener: ln, max: cfg.Limits.MaxRequest})
 	}()
 	go func() {
 		defer m.wg.Done()
@@ -182,6 +206,9 @@ func (m *member) background() {
 	for {
 		if !published {
 			published = m.publish() == nil
+		}
+		if !m.removed.Load() && m.node.Status().Removed {
+			m.noteMembership(nil, true)
 		}
 		if m.isLeader() && m.store.needTicks() {
 			ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Limits.Timeout)

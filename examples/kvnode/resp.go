@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -15,8 +16,11 @@ import (
 
 // connState is the per-connection mode.
 type connState struct {
-	stale bool // READONLY: reads are served from this member's state
-	fresh bool // a read barrier was passed while serving the current pipeline
+	stale  bool     // READONLY: reads are served from this member's state
+	fresh  bool     // a read barrier was passed while serving the current pipeline
+	user   string   // user authenticated with AUTH; "" = default, if it needs no password (security.go)
+	remote net.Addr // the client's address, for protected mode, limits and audit
+	conn   net.Conn // the connection, for its TLS client certificate (-tls-cert-users)
 }
 
 // maxRequestIDLen bounds an idempotency key.
@@ -29,8 +33,13 @@ func (m *member) acceptRESP(c redcon.Conn) bool {
 		c.NetConn().Write([]byte("-ERR max number of clients reached\r\n"))
 		return false
 	}
+	if rep := m.admit(c.NetConn().RemoteAddr()); rep != nil {
+		c.NetConn().Write(rep)
+		<-m.conns
+		return false
+	}
 	m.metrics.conns.Inc()
-	c.SetContext(&connState{stale: m.cfg.Limits.StaleReads})
+	c.SetContext(&connState{stale: m.cfg.Limits.StaleReads, remote: c.NetConn().RemoteAddr(), conn: c.NetConn()})
 	return true
 }
 
@@ -85,6 +94,9 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 		m.metrics.commands.WithLabelValues(metricName(name)).Inc()
 		if isWrite(name) && len(cmds) > 1 {
 			enc, errRep := m.buildWrite(name, cmd.Args)
+			if rep, done := m.precheck(st, name, cmd.Args); done {
+				enc, errRep = nil, rep
+			}
 			if errRep == nil {
 				if batchBytes+len(enc) > m.cfg.Limits.MaxRequest {
 					flush()
@@ -117,7 +129,7 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 func metricName(name string) string {
 	switch name {
 	case "ping", "echo", "get", "set", "del", "exists", "incr", "incrby", "decr", "decrby",
-		"append", "mget", "mset", "info", "idempotent", "readonly", "readwrite", "quit", "ttl", "pttl":
+		"append", "mget", "mset", "info", "idempotent", "auth", "acl", "readonly", "readwrite", "quit", "ttl", "pttl":
 		return name
 	}
 	return "other"
@@ -134,6 +146,9 @@ func wrongArgs(name string) []byte {
 // execute runs one command and returns its RESP reply. reqID, when set,
 // makes a write idempotent (see IDEMPOTENT).
 func (m *member) execute(st *connState, name string, args [][]byte, reqID string) []byte {
+	if rep, done := m.precheck(st, name, args); done {
+		return rep
+	}
 	switch name {
 	case "ping":
 		switch len(args) {
@@ -236,10 +251,13 @@ func (m *member) execute(st *connState, name string, args [][]byte, reqID string
 		if errRep != nil {
 			return errRep
 		}
-		return m.write(cmd, reqID)
+		if reqID != "" {
+			return m.idempotentWrite(m.connUserName(st), args, cmd, reqID)
+		}
+		return m.write(cmd, "")
 	}
 	switch name {
-	case "hello", "client", "config", "select", "command", "auth", "cluster", "monitor", "subscribe", "psubscribe", "multi", "exec", "watch":
+	case "hello", "client", "config", "select", "command", "cluster", "monitor", "subscribe", "psubscribe", "multi", "exec", "watch":
 		return errReply("ERR unknown command '%s' (not supported by kvnode)", name)
 	}
 	return errReply("ERR unknown command '%s'", truncate(name, 64))
@@ -466,11 +484,14 @@ func (m *member) info() []byte {
 	case consensus.RoleCandidate, consensus.RolePreCandidate:
 		role = "candidate"
 	}
-	if s.Removed {
+	if s.Removed || m.removed.Load() {
 		role = "removed"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Replication\r\nrole:%s\r\nid:%d\r\nleader_id:%d\r\n", role, s.ID, s.Leader)
+	if role == "removed" {
+		b.WriteString("removed:1\r\nremoved_note:this member was removed from the cluster and serves no commands; connect to a current member\r\n")
+	}
 	if a, ok := m.store.addrs(s.Leader); ok && s.Leader != 0 {
 		fmt.Fprintf(&b, "leader_redis:%s\r\nleader_http:%s\r\n", a.Redis, a.HTTP)
 	}

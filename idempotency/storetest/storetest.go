@@ -125,6 +125,7 @@ var tests = []struct {
 	{"CancelledContext", testCancelled},
 	{"ConcurrentClaimsOneWinner", testConcurrentClaims},
 	{"ConcurrentLifecycles", testConcurrentLifecycles},
+	{"FullStoreKeepsLiveRecords", testFullStoreKeepsLiveRecords},
 }
 
 func testClaimFree(e *env) {
@@ -452,6 +453,38 @@ func testConcurrentLifecycles(e *env) {
 			} else if err != nil || string(got.Result.Value) != key {
 				e.t.Fatalf("completed %q: Get = %+v, %v", key, got, err)
 			}
+		}
+	}
+}
+
+// testFullStoreKeepsLiveRecords floods the store with more keys than a
+// bounded store holds. Each Claim must succeed or fail with ErrStoreFull;
+// every record completed before the flood must stay replayable until its
+// TTL (dropping it early would let its retry run twice).
+func testFullStoreKeepsLiveRecords(e *env) {
+	const victims, flood = 10, 3000
+	for i := range victims {
+		key := fmt.Sprint("victim-", i)
+		rec := e.mustClaim(key, fpA)
+		e.complete(key, rec.Token, idempotency.Result{Value: []byte(key)})
+	}
+	for i := range flood {
+		key := fmt.Sprint("flood-", i)
+		rec, ok, err := e.s.Claim(e.ctx, key, fpB, lease)
+		if errors.Is(err, idempotency.ErrStoreFull) {
+			continue
+		}
+		if err != nil || !ok {
+			e.t.Fatalf("Claim(%q) = %v, %v; want a claim or ErrStoreFull", key, ok, err)
+		}
+		e.complete(key, rec.Token, idempotency.Result{})
+	}
+	e.clk.Advance(ttl - time.Second)
+	for i := range victims {
+		key := fmt.Sprint("victim-", i)
+		rec, ok := e.claim(key, fpA)
+		if ok || rec.State != idempotency.StateCompleted || string(rec.Result.Value) != key {
+			e.t.Fatalf("Claim(%q) within its TTL after a flood = %+v, claimed %v; want the completed record", key, rec, ok)
 		}
 	}
 }
