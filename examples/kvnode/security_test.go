@@ -58,6 +58,9 @@ func startTestCluster(t *testing.T, auth authConfig, serverTLS, clientTLS *tls.C
 	auth.Audit = slog.New(slog.NewJSONHandler(c.audit, nil))
 	auth.TLS = serverTLS != nil
 	o.auth = auth
+	// The demo's members share one certificate, which names no member;
+	// these tests are about the client ports.
+	o.anyCert = serverTLS != nil
 	members, cleanup, err := startDemo(o, serverTLS, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -535,6 +538,12 @@ func TestRemovedMemberAndMembershipCodes(t *testing.T) {
 	eventually(t, "member 3 knows it was removed", func() error {
 		if !victim.removed.Load() {
 			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	eventually(t, "member 1 applied the removal", func() error {
+		if _, ok := c.members[0].memberOf(3); ok {
+			return fmt.Errorf("member 1 still lists member 3")
 		}
 		return nil
 	})
