@@ -17,7 +17,7 @@ import (
 // tlsCluster runs consensus members over mutual-TLS transports on loopback.
 type tlsCluster struct {
 	t      *testing.T
-	ca     *testCA
+	ca     *testCA // nil: members authenticate with testSecret instead
 	boot   []consensus.Member
 	mu     sync.Mutex
 	nodes  map[uint64]*consensus.Node
@@ -28,8 +28,14 @@ type tlsCluster struct {
 }
 
 func newTLSCluster(t *testing.T, size int) *tlsCluster {
+	return newCluster(t, size, newCA(t, "cluster CA"))
+}
+
+// newCluster runs members over mutual TLS with certificates from ca, or
+// over plain TCP authenticated by testSecret if ca is nil.
+func newCluster(t *testing.T, size int, ca *testCA) *tlsCluster {
 	c := &tlsCluster{
-		t: t, ca: newCA(t, "cluster CA"),
+		t: t, ca: ca,
 		nodes: map[uint64]*consensus.Node{}, kvs: map[uint64]*consensustest.KV{},
 		trs: map[uint64]*Transport{}, stores: map[uint64]*consensus.MemoryStore{},
 		addrs: map[uint64]string{},
@@ -74,7 +80,11 @@ func (c *tlsCluster) start(id uint64, ln net.Listener) {
 		SnapshotChunkBytes: 1 << 10,
 		Logger:             testLogger(c.t),
 	}
-	withTLS(c.ca, c.ca.issue(c.t, id, time.Time{}))(&cfg)
+	if c.ca != nil {
+		withTLS(c.ca, c.ca.issue(c.t, id, time.Time{}))(&cfg)
+	} else {
+		cfg.Secret = testSecret
+	}
 	tr, err := New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
@@ -235,9 +245,18 @@ func TestClusterOverMutualTLS(t *testing.T) {
 // learns the leader's address from the handshake, catches up and serves;
 // once removed, its traffic is refused.
 func TestClusterJoinAndRemoveOverMutualTLS(t *testing.T) {
+	testJoinAndRemove(t, newTLSCluster(t, 3))
+}
+
+// The same with a shared Secret: the new member admits the leader that
+// contacts it (it knows nobody yet), then only the members it learns.
+func TestClusterJoinAndRemoveWithSecret(t *testing.T) {
+	testJoinAndRemove(t, newCluster(t, 3, nil))
+}
+
+func testJoinAndRemove(t *testing.T, c *tlsCluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := newTLSCluster(t, 3)
 	c.waitLeader()
 	for i := range 50 {
 		if _, err := c.propose(ctx, 1, consensustest.PutCommand(fmt.Sprint("k", i), "v")); err != nil {

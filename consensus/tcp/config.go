@@ -143,7 +143,8 @@ type Config struct {
 	// listener can claim to be any member this transport knows and inject
 	// raft messages and snapshots, and any listener at a peer's address
 	// receives its traffic. Only for tests and networks where every host
-	// that can reach the port is trusted.
+	// that can reach the port is trusted. It changes nothing when TLS or
+	// Secret is set.
 	AllowUnauthenticated bool
 
 	// DialTimeout bounds connecting to a peer, TLS and handshake included.
@@ -164,7 +165,8 @@ type Config struct {
 	// writes piling up in kernel buffers) closes the stream and redials,
 	// and a receiver closes an inbound stream idle for this long. It also
 	// sets TCP_USER_TIMEOUT (Linux) and TCP keepalive on every connection.
-	// At least 4 KeepaliveIntervals. Default DefaultLivenessTimeout.
+	// At least 4 KeepaliveIntervals. Default DefaultLivenessTimeout, or 4
+	// KeepaliveIntervals if that is longer.
 	LivenessTimeout time.Duration
 
 	// SnapshotAckTimeout bounds how long SendSnapshot waits, after the last

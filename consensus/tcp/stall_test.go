@@ -264,7 +264,7 @@ func TestStalledLinkRecovers(t *testing.T) {
 func TestQuietStreamStaysUp(t *testing.T) {
 	quiet := func(c *Config) {
 		c.KeepaliveInterval = 20 * time.Millisecond
-		c.LivenessTimeout = 600 * time.Millisecond
+		c.LivenessTimeout = time.Second
 	}
 	b, recB := newTransport(t, 2, quiet)
 	a, _ := newTransport(t, 1, quiet)
@@ -275,7 +275,7 @@ func TestQuietStreamStaysUp(t *testing.T) {
 	before := a.Stats().Peers[2].Connects
 	// Several liveness timeouts of silence (the silence is what is
 	// tested, so this sleep is not a wait for a condition).
-	time.Sleep(3 * a.cfg.LivenessTimeout)
+	time.Sleep(2 * a.cfg.LivenessTimeout)
 	ps := a.Stats().Peers[2]
 	if ps.Connects != before || ps.Stalls != 0 || b.Stats().IdleTimeouts != 0 {
 		t.Fatalf("quiet stream was torn down: %+v, receiver idle timeouts %d", ps, b.Stats().IdleTimeouts)
