@@ -166,10 +166,13 @@
 // After ErrDataLoss or a reported ErrMemberLostState, the operator must:
 // stop the member, remove it from the group (RemoveMember on any live
 // member), and add a new member with a new ID and an empty directory
-// (AddVoter). Never restart the old ID with new state. Two limits remain: a
+// (AddVoter). Never restart the old ID with new state. Limits remain: a
 // member whose incarnation the group has not recorded yet (it lost its
-// state within its first election timeout) is not recognised, and a stale
-// copy may grant votes in an election held before any leader contacts it.
+// state within its first election timeout) is not recognised; a stale copy
+// is recognised only by a leader that counted the entries it lost (after a
+// leader change it is sent them again and rejoins), and may grant votes in
+// an election held before such a leader contacts it. Restore a member's
+// directory from a backup only as a new member.
 //
 // # Goroutines and shutdown
 //
