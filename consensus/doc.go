@@ -39,7 +39,9 @@
 //
 //  1. Give every member an ID that is non-zero and never reused, even after
 //     the member is removed. Keep the member's Dir for its whole life; a
-//     member whose Dir is lost must be removed and re-added under a new ID.
+//     member whose Dir is lost must be removed and re-added under a new ID
+//     (see "Identity and lost state"). Give every member of a group the same
+//     Config.GroupID, and different groups different ones.
 //  2. Bootstrap a new group once: start each initial member with the same
 //     Config.Bootstrap list. Later starts ignore it. Start a member that
 //     joins an existing group with no Bootstrap, then call AddVoter (or
@@ -131,13 +133,14 @@
 //   - messages from ids that are not members or learners, except what a
 //     leader sends while this member follows no leader (or that one): a
 //     member being added, or one that was away while the group added the
-//     member that now leads, learns of it that way;
+//     member that now leads, learns of it that way; and appends, heartbeats
+//     and snapshots at the current term from anyone but that term's leader;
 //   - messages that would make raft panic or corrupt its state: empty
 //     proposals, conf changes that do not decode, appends whose entries do
 //     not follow each other, acknowledgements beyond the leader's log,
 //     snapshot headers with an invalid configuration or a snapshot stream
 //     whose header does not decode, MsgTimeoutNow from anyone but the
-//     leader;
+//     leader, MsgTransferLeader to a member that does not lead;
 //   - vote requests to a member with an empty log (a new member, or one
 //     that lost its state: it may have voted before).
 //
@@ -152,7 +155,13 @@
 // the MemoryStore in memory). Start refuses state of another group with
 // ErrWrongGroup. A directory written by an earlier release, which had no
 // identity file, gets one on its first start (with a new incarnation; the
-// group has no record of the member's older one).
+// group has no record of the member's older one). The message encoding
+// changed in the same release (every payload is now an envelope naming the
+// group and the sender's incarnation) and bare messages of earlier releases
+// are refused, so upgrade a group by restarting all its members on the new
+// release, not one at a time. Deleting a directory's identity file gives it
+// a new incarnation: the group then treats the member as one that lost its
+// state.
 //
 // Every message carries its sender's incarnation, and each member announces
 // its own to the group once it is a member and a leader is known; the group
@@ -161,8 +170,11 @@
 // message from that id with another incarnation is refused with
 // ErrMemberLostState: the member restarted with a wiped or someone else's
 // directory and has forgotten its votes and its log. Its votes and
-// acknowledgements never count again. If such a member learns the group's
-// record (a snapshot, say), it stops itself with ErrDataLoss.
+// acknowledgements never count again, and with an empty log it grants no
+// votes. If such a member learns the group's record (a snapshot, say), it
+// stops itself with ErrDataLoss; so it does if it knows the members (it was
+// restarted with its Bootstrap list, which bootstraps a fresh one-entry
+// log) and a leader that counted entries of its old state contacts it.
 //
 // A member restored from an old copy of its own directory has the right
 // incarnation but a log that ends before entries it acknowledged. It finds
@@ -173,10 +185,13 @@
 // After ErrDataLoss or a reported ErrMemberLostState, the operator must:
 // stop the member, remove it from the group (RemoveMember on any live
 // member), and add a new member with a new ID and an empty directory
-// (AddVoter). Never restart the old ID with new state. Two limits remain: a
+// (AddVoter). Never restart the old ID with new state. Limits remain: a
 // member whose incarnation the group has not recorded yet (it lost its
-// state within its first election timeout) is not recognised, and a stale
-// copy may grant votes in an election held before any leader contacts it.
+// state within its first election timeout) is not recognised; a stale copy
+// is recognised only by a leader that counted the entries it lost (after a
+// leader change it is sent them again and rejoins), and may grant votes in
+// an election held before such a leader contacts it. Restore a member's
+// directory from a backup only as a new member.
 //
 // # Time
 //

@@ -462,3 +462,61 @@ func TestForeignGroupRefusedAtStart(t *testing.T) {
 		t.Fatalf("MemoryStore of group 1 started as group 2: %v", err)
 	}
 }
+
+// A member that was away while the group went through more elections than
+// Config.MaxTermJump refuses the group's messages (and so stays out) until
+// the bound is raised; within the bound it rejoins as usual.
+func TestMemberFarBehindAndMaxTermJump(t *testing.T) {
+	var ev events
+	jump := uint64(2)
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 36, Configure: func(cfg *consensus.Config) {
+		ev.configure(cfg)
+		cfg.MaxTermJump = jump
+	}})
+	ctx := ctxT(t, 60*time.Second)
+	lead, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	away := lead%3 + 1
+	old := c.Node(away).Status().Term
+	c.Stop(away)
+	var rest []uint64
+	for id := uint64(1); id <= 3; id++ {
+		if id != away {
+			rest = append(rest, id)
+		}
+	}
+	for c.Node(rest[0]).Status().Term <= old+jump+1 {
+		lead, err := c.WaitLeader(ctx, rest...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := rest[0]
+		if to == lead {
+			to = rest[1]
+		}
+		if err := c.Node(lead).TransferLeadership(ctx, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := onLeaderPropose(ctx, c, rest, "k"); err != nil {
+		t.Fatal(err)
+	}
+	n := c.Start(away)
+	waitFor(ctx, t, "the returning member to refuse the leader's term", func() bool {
+		return len(ev.refused(away)) > 0
+	})
+	if st := n.Status(); st.Term > old+jump || st.Applied >= c.Node(rest[0]).Status().Applied {
+		t.Fatalf("member %d followed a term jump beyond MaxTermJump: %+v", away, st)
+	}
+	// With the bound raised it catches up.
+	jump = consensus.DefaultMaxTermJump
+	c.Restart(away)
+	if err := c.Node(away).ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.KV(away).Get("k"); v != "v" {
+		t.Fatalf("k = %q on the returning member", v)
+	}
+}

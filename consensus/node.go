@@ -100,6 +100,7 @@ type Node struct {
 	stateMu      sync.Mutex
 	leader       uint64
 	term         uint64
+	vote         uint64
 	role         raft.StateType
 	commit       uint64
 	leaderChange chan struct{} // closed and replaced on leader/term change
@@ -286,6 +287,7 @@ func Start(cfg Config, sm StateMachine) (*Node, error) {
 	n.persistedCommit = hs.GetCommit()
 	n.lastIdx, _ = n.logs.LastIndex()
 	n.term = hs.GetTerm()
+	n.vote = hs.GetVote()
 	n.commit = hs.GetCommit()
 	n.confState = cs
 	for _, m := range ap.rs.members {
@@ -829,6 +831,7 @@ func (n *Node) handleReady() error {
 		n.stateMu.Lock()
 		termChanged := n.term != rd.HardState.GetTerm()
 		n.term = rd.HardState.GetTerm()
+		n.vote = rd.HardState.GetVote()
 		n.commit = rd.HardState.GetCommit()
 		if termChanged {
 			close(n.leaderChange)

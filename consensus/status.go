@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -170,7 +171,7 @@ func (n *Node) ID() uint64 { return n.id }
 func (n *Node) Status() Status {
 	n.stateMu.Lock()
 	st := Status{
-		ID: n.id, Role: roleOf(n.role), Term: n.term, Leader: n.leader, Commit: n.commit,
+		ID: n.id, Role: roleOf(n.role), Term: n.term, Leader: n.leader, Commit: n.commit, Vote: n.vote,
 	}
 	n.stateMu.Unlock()
 	st.Members = n.Members()
@@ -181,26 +182,37 @@ func (n *Node) Status() Status {
 	st.Incarnations = maps.Clone(n.incarnations())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	// The raft goroutine fills a copy: if the node stops while it runs, do
+	// returns before it finishes, and st must not be shared.
+	var mu sync.Mutex
+	var fresh *Status
 	_ = n.do(ctx, func() {
 		rs := n.rn.Status()
-		st.Role = roleOf(rs.RaftState)
-		st.Term = rs.HardState.GetTerm()
-		st.Leader = rs.Lead
-		st.Commit = rs.HardState.GetCommit()
-		st.Vote = rs.HardState.GetVote()
-		if rs.RaftState != raft.StateLeader {
-			return
+		f := Status{
+			Role: roleOf(rs.RaftState), Term: rs.HardState.GetTerm(), Leader: rs.Lead,
+			Commit: rs.HardState.GetCommit(), Vote: rs.HardState.GetVote(),
 		}
-		last, _ := n.logs.LastIndex()
-		st.Progress = make(map[uint64]PeerProgress, len(rs.Progress))
-		for id, pr := range rs.Progress {
-			p := PeerProgress{Match: pr.Match, Next: pr.Next, State: pr.State.String(), Learner: pr.IsLearner, Active: pr.RecentActive}
-			if last > pr.Match {
-				p.Lag = last - pr.Match
+		if rs.RaftState == raft.StateLeader {
+			last, _ := n.logs.LastIndex()
+			f.Progress = make(map[uint64]PeerProgress, len(rs.Progress))
+			for id, pr := range rs.Progress {
+				p := PeerProgress{Match: pr.Match, Next: pr.Next, State: pr.State.String(), Learner: pr.IsLearner, Active: pr.RecentActive}
+				if last > pr.Match {
+					p.Lag = last - pr.Match
+				}
+				f.Progress[id] = p
 			}
-			st.Progress[id] = p
 		}
+		mu.Lock()
+		fresh = &f
+		mu.Unlock()
 	})
+	mu.Lock()
+	defer mu.Unlock()
+	if fresh != nil {
+		st.Role, st.Term, st.Leader, st.Commit, st.Vote = fresh.Role, fresh.Term, fresh.Leader, fresh.Commit, fresh.Vote
+		st.Progress = fresh.Progress
+	}
 	return st
 }
 
