@@ -751,7 +751,7 @@ func TestNemesis(t *testing.T) {
 				}
 			} else {
 				o := others[rng.IntN(len(others))]
-				note("partition: link %d-%d cut", m.id, o+1)
+				note("partition: link %d-%d cut", m.id, members[o].id)
 				if err := lab.cut(m.idx, o); err != nil {
 					t.Fatal(err)
 				}
