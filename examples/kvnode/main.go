@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -317,6 +318,13 @@ func startDemo(o *options, tlsCfg *tls.Config, logger *slog.Logger) ([]*member, 
 		return nil, nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
+	secret := o.secretKey
+	if tlsCfg == nil && secret == nil {
+		// The demo's members live in one process: a fresh random key
+		// keeps everyone else off their raft ports.
+		secret = make([]byte, 32)
+		rand.Read(secret)
+	}
 	type lnset struct{ raft, redis, http net.Listener }
 	var sets []lnset
 	fail := func(err error) ([]*member, func(), error) {
@@ -351,7 +359,7 @@ func startDemo(o *options, tlsCfg *tls.Config, logger *slog.Logger) ([]*member, 
 		m, err := startMember(memberConfig{
 			ID: uint64(i + 1), Dir: fmt.Sprintf("%s/%d", dir, i+1), Bootstrap: boot,
 			RaftLn: s.raft, RaftAddr: s.raft.Addr().String(), RedisLn: s.redis, HTTPLn: s.http,
-			TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: o.secretKey, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN, Auth: o.auth,
+			TLS: tlsCfg, TLSAnyMember: o.anyCert, Secret: secret, Limits: o.limits, Logger: logger, SnapshotEntries: o.snapN, Auth: o.auth,
 			Clock: skewedClock(o.clockSkew),
 		})
 		if err != nil {
