@@ -389,7 +389,9 @@ func (m *nmember) httpURL(path string) string {
 func (m *nmember) setArgs(id uint64, joinURL string) {
 	m.id = id
 	m.args = []string{"-id", fmt.Sprint(id), "-raft", m.addr + ":" + nemesisRaftPort,
-		"-redis", nemesisRedis, "-http", m.addr + ":" + nemesisHTTPPort, "-data", m.data, "-timeout", "2s"}
+		"-redis", nemesisRedis, "-http", m.addr + ":" + nemesisHTTPPort, "-data", m.data, "-timeout", "2s",
+		// The members' namespaces form a private network of their own.
+		"-protected-mode=false"}
 	if joinURL == "" {
 		m.args = append(m.args, "-peers", m.peers)
 	} else {
