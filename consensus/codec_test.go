@@ -131,7 +131,8 @@ func FuzzDecodeInbound(f *testing.F) {
 			return
 		}
 		got := in.m
-		if got.GetTo() != 1 || got.GetFrom() != from || got.GetType() == raftpb.MsgSnap || in.inc == 0 ||
+		if got.GetTo() != 1 || in.sender != from || (got.GetFrom() != from && got.GetType() != raftpb.MsgTransferLeader) ||
+			got.GetType() == raftpb.MsgSnap || in.inc == 0 ||
 			got.GetTerm() > MaxTerm || (got.GetTerm() == 0) != (got.GetType() == raftpb.MsgProp || got.GetType() == raftpb.MsgReadIndex) {
 			t.Fatalf("accepted %v (incarnation %d)", got, in.inc)
 		}
@@ -166,6 +167,7 @@ func TestDecodeInboundRejects(t *testing.T) {
 		{"heartbeat", mk(raftpb.MsgHeartbeat, 2, 1, 1), 2, true},
 		{"wrong recipient", mk(raftpb.MsgHeartbeat, 2, 3, 1), 2, false},
 		{"spoofed sender", mk(raftpb.MsgHeartbeat, 3, 1, 1), 2, false},
+		{"transfer naming the transferee", mk(raftpb.MsgTransferLeader, 3, 1, 1), 2, true},
 		{"from self", mk(raftpb.MsgHeartbeat, 1, 1, 1), 1, false},
 		{"local type", mk(raftpb.MsgHup, 2, 1, 1), 2, false},
 		{"forget leader", mk(raftpb.MsgForgetLeader, 2, 1, 1), 2, false},

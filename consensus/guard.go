@@ -28,10 +28,13 @@ import (
 // runs on the raft goroutine against this member's state: the sender's
 // membership and incarnation, the term jump, and indexes against the log.
 
-// inbound is a decoded message and the incarnation its sender claimed.
+// inbound is a decoded message, the member that sent it and the
+// incarnation that member claimed. The sender is m.From except for
+// MsgTransferLeader, whose From names the member to hand leadership to.
 type inbound struct {
-	m   *raftpb.Message
-	inc uint64
+	m      *raftpb.Message
+	inc    uint64
+	sender uint64
 }
 
 // errRefused wraps ErrRefused with a reason.
@@ -76,7 +79,7 @@ func decodeInbound(self, group uint64, wm Message) (inbound, error) {
 	if err != nil {
 		return inbound{}, err
 	}
-	in := inbound{m, inc}
+	in := inbound{m: m, inc: inc, sender: wm.From}
 	if m.GetType() == raftpb.MsgSnap {
 		return in, errRefused("snapshot outside a snapshot stream")
 	}
@@ -93,7 +96,8 @@ func checkStatic(self, from uint64, m *raftpb.Message) error {
 	switch {
 	case m.GetTo() != self:
 		return errRefused("%v addressed to %d, not this member", typ, m.GetTo())
-	case m.GetFrom() == 0 || m.GetFrom() != from || m.GetFrom() == self || raft.IsLocalMsgTarget(m.GetFrom()):
+	case from == 0 || from == self || raft.IsLocalMsgTarget(from) || m.GetFrom() == 0 || raft.IsLocalMsgTarget(m.GetFrom()) ||
+		(m.GetFrom() != from && typ != raftpb.MsgTransferLeader):
 		return errRefused("%v claims to be from %d, delivered from %d", typ, m.GetFrom(), from)
 	case !fromPeers[typ] && typ != raftpb.MsgSnap:
 		return errRefused("message type %v is not accepted from peers", typ)
@@ -234,7 +238,7 @@ func isLeaderMsg(t raftpb.MessageType) bool {
 // the message proves this member lost entries it acknowledged.
 func (n *Node) checkInbound(in inbound) error {
 	m := in.m
-	from, typ := m.GetFrom(), m.GetType()
+	from, typ := in.sender, m.GetType()
 	if want, ok := n.incarnations()[from]; ok && want != in.inc {
 		return fmt.Errorf("%w: %w: member %d sent incarnation %d, the group knows it as %d: "+
 			"it restarted with empty or replaced state; remove member %d and add it back under a new id",

@@ -520,3 +520,29 @@ func TestMemberFarBehindAndMaxTermJump(t *testing.T) {
 		t.Fatalf("k = %q on the returning member", v)
 	}
 }
+
+// A follower asked to transfer leadership forwards the request to the
+// leader in a message that names the transferee as its sender; it is
+// checked against the member that sent it, so the transfer works once the
+// group knows every member's incarnation.
+func TestTransferThroughFollowerWithIncarnations(t *testing.T) {
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 37})
+	ctx := ctxT(t, 30*time.Second)
+	lead, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRegistered(ctx, t, c, 1, 2, 3)
+	to, via := lead%3+1, (lead+1)%3+1
+	if err := c.Node(via).TransferLeadership(ctx, to); err != nil {
+		t.Fatalf("transfer %d->%d via %d: %v", lead, to, via, err)
+	}
+	if got, err := c.WaitLeader(ctx); err != nil || got != to {
+		t.Fatalf("leader = %d, %v; want %d", got, err, to)
+	}
+	for _, id := range c.Running() {
+		if n := c.Node(id).Stats().MessagesRefused; n != 0 {
+			t.Fatalf("member %d refused %d messages", id, n)
+		}
+	}
+}

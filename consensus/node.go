@@ -686,10 +686,10 @@ func (n *Node) step(msgs []inbound) {
 				n.fail(err)
 				return
 			}
-			n.refused(m.GetFrom(), m.GetTerm(), err)
+			n.refused(in.sender, m.GetTerm(), err)
 			continue
 		}
-		if _, gone := n.removedPeers[m.GetFrom()]; gone {
+		if _, gone := n.removedPeers[in.sender]; gone {
 			n.farewellAck(m)
 			continue
 		}
@@ -1157,7 +1157,9 @@ func (n *Node) send(msgs []*raftpb.Message) {
 			n.log.Error("consensus: marshal message", "err", err)
 			continue
 		}
-		out = append(out, Message{From: m.GetFrom(), To: m.GetTo(), Kind: kindOf(m.GetType()), Payload: b})
+		// From is this member even where raft's message names another
+		// (a forwarded MsgTransferLeader names the transferee).
+		out = append(out, Message{From: n.id, To: m.GetTo(), Kind: kindOf(m.GetType()), Payload: b})
 	}
 	if len(out) > 0 {
 		n.stats.msgsSent.Add(uint64(len(out)))
@@ -1261,7 +1263,7 @@ func (h handler) HandleSnapshot(ctx context.Context, wm Message, body io.Reader)
 	n.stats.snapshotsReceived.Add(1)
 	n.emit(Event{Kind: EventSnapshotReceived, Index: meta.GetIndex(), Peer: m.GetFrom()})
 	select {
-	case n.recvC <- []inbound{{m, inc}}:
+	case n.recvC <- []inbound{{m: m, inc: inc, sender: wm.From}}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
