@@ -546,3 +546,67 @@ func TestTransferThroughFollowerWithIncarnations(t *testing.T) {
 		}
 	}
 }
+
+// A wiped member restarted with its Bootstrap list bootstraps a fresh
+// one-entry log and knows the members; the group refuses it all the same,
+// and it never catches up under its old id.
+func TestWipedMemberRebootstrappedRefused(t *testing.T) {
+	var ev events
+	var wiped uint64
+	boot := []consensus.Member{{ID: 1}, {ID: 2}, {ID: 3}}
+	c := newCluster(t, 3, consensustest.ClusterOptions{Seed: 38, Configure: func(cfg *consensus.Config) {
+		ev.configure(cfg)
+		if cfg.ID == wiped {
+			cfg.Bootstrap = boot
+		}
+	}})
+	ctx := ctxT(t, 60*time.Second)
+	lead, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRegistered(ctx, t, c, 1, 2, 3)
+	for i := range 10 {
+		if _, err := c.Node(lead).Propose(ctx, consensustest.PutCommand(fmt.Sprint("k", i), "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wiped = lead%3 + 1
+	healthy := []uint64{lead, (lead+1)%3 + 1}
+	if err := c.WaitApplied(ctx, c.Node(lead).Status().Commit, wiped); err != nil {
+		t.Fatal(err)
+	}
+	c.Wipe(wiped)
+	if err := c.Node(lead).TransferLeadership(ctx, healthy[1]); err != nil {
+		t.Fatal(err)
+	}
+	w := c.Start(wiped)
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		if _, err := onLeaderPropose(ctx, c, healthy, "more"); err != nil {
+			t.Fatal(err)
+		}
+		if st := w.Status(); st.Applied > 1 {
+			t.Fatalf("re-bootstrapped member applied %d", st.Applied)
+		}
+		if err := w.Err(); err != nil && !errors.Is(err, consensus.ErrDataLoss) {
+			t.Fatalf("re-bootstrapped member failed with %v", err)
+		}
+	}
+	l, err := c.WaitLeader(ctx, healthy...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Node(l).Status().Progress[wiped]; p.Match > 1 {
+		t.Fatalf("leader counts the re-bootstrapped member's log to %d", p.Match)
+	}
+	waitFor(ctx, t, "a lost-state refusal", func() bool {
+		for _, id := range healthy {
+			for _, e := range ev.refused(id) {
+				if e.Peer == wiped && errors.Is(e.Err, consensus.ErrMemberLostState) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
