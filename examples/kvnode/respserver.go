@@ -277,6 +277,8 @@ type respConn struct {
 	out        []byte
 	err        error // the first write error: later replies are dropped
 	closeAfter bool  // close once the current batch is answered
+
+	readDeadline time.Time // as last set on nc
 }
 
 // reply queues one reply. A reply over MaxReply is replaced by an error;
@@ -370,13 +372,18 @@ func (c *respConn) serve() {
 		c.p.compact()
 		// A request under way must complete within ReadTimeout of its
 		// first byte; between requests the connection may idle.
+		var dl time.Time
 		switch {
 		case c.p.partial():
-			c.nc.SetReadDeadline(c.p.began.Add(cfg.ReadTimeout))
+			dl = c.p.began.Add(cfg.ReadTimeout)
 		case cfg.IdleTimeout > 0:
-			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
-		default:
-			c.nc.SetReadDeadline(time.Time{})
+			dl = time.Now().Add(cfg.IdleTimeout)
+		}
+		// The idle deadline moves at most once a second: a busy
+		// connection does not reset its timer for every batch.
+		if !dl.Equal(c.readDeadline) && (dl.IsZero() || c.readDeadline.IsZero() || dl.Before(c.readDeadline) || dl.Sub(c.readDeadline) > time.Second) {
+			c.nc.SetReadDeadline(dl)
+			c.readDeadline = dl
 		}
 		if err := c.p.fill(c.nc); err != nil {
 			var ne net.Error
@@ -418,6 +425,7 @@ type respParser struct {
 	spans [][2]int // multibulk: the arguments read so far, as buf offsets
 
 	cmds [][][]byte // the batch returned by parse, reused
+	argv [][]byte   // the batch's arguments, reused
 }
 
 func (p *respParser) init(cfg *respConfig) {
@@ -490,7 +498,7 @@ func (p *respParser) compact() {
 // parse returns the complete commands in the buffer, and the protocol
 // error that ends the connection after them, if any.
 func (p *respParser) parse() ([][][]byte, error) {
-	p.cmds = p.cmds[:0]
+	p.cmds, p.argv = p.cmds[:0], p.argv[:0]
 	for p.pos < p.n {
 		args, done, err := p.next()
 		if err != nil {
@@ -566,12 +574,12 @@ func (p *respParser) next() (args [][]byte, done bool, err error) {
 		p.bulk = -1
 		p.left--
 	}
-	args = make([][]byte, len(p.spans))
-	for i, s := range p.spans {
-		args[i] = p.buf[s[0]:s[1]:s[1]]
+	base := len(p.argv)
+	for _, s := range p.spans {
+		p.argv = append(p.argv, p.buf[s[0]:s[1]:s[1]])
 	}
 	p.endCommand()
-	return args, true, nil
+	return p.argv[base:len(p.argv):len(p.argv)], true, nil
 }
 
 // header reads a "*<n>\r\n" or "$<n>\r\n" line at pos.
