@@ -606,3 +606,71 @@ func FuzzRESPServer(f *testing.F) {
 		}
 	})
 }
+
+// flakyListener fails its first Accept calls, then hands out the server
+// ends of in-memory pipes.
+type flakyListener struct {
+	fails  int
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, errors.New("accept4: too many open files")
+	}
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *flakyListener) Close() error   { l.once.Do(func() { close(l.closed) }); return nil }
+func (l *flakyListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// TestRESPServerSurvivesAcceptErrors: errors from Accept other than a
+// closed listener (such as running out of descriptors) do not stop the
+// server; Close stops it and waits for its connections.
+func TestRESPServerSurvivesAcceptErrors(t *testing.T) {
+	ln := &flakyListener{fails: 3, conns: make(chan net.Conn), closed: make(chan struct{})}
+	srv := newRESPServer(respConfig{MaxConns: 4}, func(c *respConn, cmds [][][]byte) {
+		for _, args := range cmds {
+			c.reply(appendBulk(nil, bytes.Join(args, []byte(" "))))
+		}
+	}, nil)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	client, server := net.Pipe()
+	defer client.Close()
+	ln.conns <- server
+	go client.Write([]byte("ECHO a b\r\n*2\r\n$4\r\nPING\r\n$1\r\nx\r\n"))
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(client)
+	var got []string
+	for range 4 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		got = append(got, line)
+	}
+	if strings.Join(got, "") != "$8\r\nECHO a b\r\n$6\r\nPING x\r\n" {
+		t.Fatalf("replies %q", got)
+	}
+	srv.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errRESPClosed) {
+			t.Fatalf("Serve returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after Close")
+	}
+	if n := srv.open(); n != 0 {
+		t.Fatalf("%d connections open after Close", n)
+	}
+}
