@@ -674,3 +674,41 @@ func TestRESPServerSurvivesAcceptErrors(t *testing.T) {
 		t.Fatalf("%d connections open after Close", n)
 	}
 }
+
+// FuzzRESPParser: the parser gives the same commands and error whether
+// the bytes arrive at once or one at a time, and commands it accepted,
+// written back as multibulk, parse to themselves.
+func FuzzRESPParser(f *testing.F) {
+	for _, s := range []string{
+		"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n",
+		"PING a \"b\\x41\" 'c\\'d'\r\n\r\n*0\r\n*-1\r\n",
+		"*1\r\n$9223372036854775800\r\n",
+		"*9223372036854775807\r\n",
+		"*2\r\n$3\r\nGET\r\n:5\r\n",
+		"*1\r\n$3\r\nabcd\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	const maxRequest = 4 << 10
+	f.Fuzz(func(t *testing.T, data []byte) {
+		whole, err1 := parseRESP(data, maxRequest)
+		bytewise, err2 := parseRESPFrom(iotest.OneByteReader(bytes.NewReader(data)), maxRequest)
+		if fmt.Sprintf("%q", whole) != fmt.Sprintf("%q", bytewise) || replyOf(err1) != replyOf(err2) {
+			t.Fatalf("at once: %q, %v; byte by byte: %q, %v", whole, err1, bytewise, err2)
+		}
+		var enc []byte
+		for _, c := range whole {
+			if len(c) == 0 {
+				t.Fatal("empty command returned")
+			}
+			enc = fmt.Appendf(enc, "*%d\r\n", len(c))
+			for _, a := range c {
+				enc = appendBulk(enc, a)
+			}
+		}
+		again, err := parseRESP(enc, 1<<20)
+		if err != nil || fmt.Sprintf("%q", again) != fmt.Sprintf("%q", whole) {
+			t.Fatalf("re-encoded %q: %q, %v", whole, again, err)
+		}
+	})
+}
