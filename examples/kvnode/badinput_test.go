@@ -75,6 +75,12 @@ func TestBadInput(t *testing.T) {
 		// closed connection, without the server buffering all of it.
 		huge := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000000\r\n" + strings.Repeat("y", 64<<10)
 		reply, closed := rawExchange(t, p.redis, []byte(huge+strings.Repeat("y", 192<<10)))
+		if !closed || reply != "-ERR Protocol error: invalid bulk length\r\n" {
+			t.Errorf("bulk longer than a request: reply %q, closed %v", reply, closed)
+		}
+		// Bulks that each fit but together exceed the request limit.
+		over := "*4\r\n$3\r\nSET\r\n$40000\r\n" + strings.Repeat("k", 40000) + "\r\n$40000\r\n" + strings.Repeat("y", 40000)
+		reply, closed = rawExchange(t, p.redis, []byte(over))
 		if !closed || !strings.HasPrefix(reply, "-ERR request exceeds") {
 			t.Errorf("oversized request: reply %q, closed %v", reply, closed)
 		}

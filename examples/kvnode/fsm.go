@@ -42,7 +42,7 @@ const (
 	opSet    byte = 1  // key, value, flags (uvarint), expireAt (varint, 0 = none; a TTL in ms with setRelative)
 	opDel    byte = 2  // n (uvarint), keys
 	opIncrBy byte = 3  // key, delta (varint)
-	opAppend byte = 4  // key, value
+	opAppend byte = 4  // key, value, [largest resulting value (uvarint)]
 	opMSet   byte = 5  // n (uvarint), key/value pairs
 	opTick   byte = 6  // nothing: advances the clock
 	opMeta   byte = 7  // member id (uvarint), redis address, http address
@@ -71,8 +71,8 @@ var errMalformed = errors.New("kvnode: malformed command")
 // item is one value. Items are never modified in place, so a snapshot may
 // share them with the live map.
 type item struct {
-	val      []byte
-	expireAt int64 // Unix ms; 0 = never
+	val      []byte // never modified once stored: readers use it after unlocking
+	expireAt int64  // Unix ms; 0 = never
 }
 
 // memberAddrs are a member's client-facing addresses, replicated so any
@@ -270,11 +270,15 @@ func (s *store) apply(data []byte, ts clock.Timestamp) ([]byte, error) {
 		return appendInt(nil, cur), nil
 	case opAppend:
 		key, val := d.string(), d.bytes()
+		limit := uint64(maxValueBytes)
+		if d.err == nil && len(d.b) > 0 { // the proposer's value limit
+			limit = min(limit, d.uvarint())
+		}
 		if err := d.done(); err != nil {
 			return nil, err
 		}
 		old, _ := s.get(key)
-		if len(old.val)+len(val) > maxValueBytes {
+		if uint64(len(old.val))+uint64(len(val)) > limit {
 			return errValueTooBig, nil
 		}
 		nv := make([]byte, 0, len(old.val)+len(val))

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/distkit/distkit/consensus"
-	"github.com/tidwall/redcon"
 	"pgregory.net/rapid"
 )
 
@@ -307,18 +306,18 @@ func FuzzRESPCommand(f *testing.F) {
 	f.Add([]byte("*5\r\n$4\r\nMSET\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n"))
 	f.Add([]byte("DEL a b c\r\nAPPEND k xyz\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cmds, err := redcon.NewReader(bytes.NewReader(data)).ReadCommands()
+		cmds, err := parseRESP(data, defaultMaxRequest)
 		if err != nil {
 			return
 		}
 		m := &member{cfg: memberConfig{Limits: limits{MaxValue: 1 << 10}}}
 		s := newStore()
-		for _, c := range cmds {
-			name := strings.ToLower(string(c.Args[0]))
+		for _, args := range cmds {
+			name := strings.ToLower(string(args[0]))
 			if !isWrite(name) {
 				continue
 			}
-			cmd, errRep := m.buildWrite(name, c.Args)
+			cmd, errRep := m.buildWrite(name, args)
 			if errRep != nil {
 				if !bytes.HasPrefix(errRep, []byte("-")) {
 					t.Fatalf("refusal %q is not an error reply", errRep)

@@ -47,6 +47,9 @@ type joinRequest struct {
 
 const idempotencyHeader = "Idempotency-Key"
 
+// maxJoinBody bounds the body of POST /members.
+const maxJoinBody = 4096
+
 func (m *member) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	// Every route names the category it needs (security.go): 0 is any
@@ -115,7 +118,7 @@ func (m *member) toLeader(w http.ResponseWriter, r *http.Request) bool {
 
 func (m *member) handleJoin(w http.ResponseWriter, r *http.Request) {
 	var req joinRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || req.ID == 0 || req.Raft == "" {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJoinBody)).Decode(&req); err != nil || req.ID == 0 || req.Raft == "" {
 		httpError(w, http.StatusBadRequest, `want {"id": <non-zero>, "raft": "host:port"}`)
 		return
 	}
@@ -314,13 +317,16 @@ func (m *member) handleGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *member) handlePut(w http.ResponseWriter, r *http.Request) {
-	val, err := io.ReadAll(io.LimitReader(r.Body, int64(m.cfg.Limits.MaxValue)+1))
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "read body: %v", err)
+	// MaxBytesReader also closes the connection after the answer, so
+	// the rest of an oversized body is never read.
+	val, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(m.cfg.Limits.MaxValue)))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		httpError(w, http.StatusRequestEntityTooLarge, "value exceeds the limit of %d bytes", m.cfg.Limits.MaxValue)
 		return
 	}
-	if len(val) > m.cfg.Limits.MaxValue {
-		httpError(w, http.StatusRequestEntityTooLarge, "value exceeds the limit of %d bytes", m.cfg.Limits.MaxValue)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "read body: %v", err)
 		return
 	}
 	m.httpWrite(w, r, [][]byte{[]byte("set"), []byte(r.PathValue("key")), val})

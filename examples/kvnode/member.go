@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"github.com/distkit/distkit/consensus"
 	"github.com/distkit/distkit/consensus/tcp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tidwall/redcon"
 )
 
 // memberConfig configures one cluster member: its raft node, its Redis
@@ -57,14 +55,27 @@ type limits struct {
 	Timeout    time.Duration // per request
 	StaleReads bool          // GET on new connections reads this member's state
 	Pprof      bool          // serve /debug/pprof on the HTTP address
+
+	// MaxReply bounds one RESP reply; zero: 8 × MaxRequest, at least
+	// what GET of the largest value the state allows needs.
+	MaxReply int
+	// RequestTimeout bounds the time from a RESP request's first byte
+	// to its last; zero: respDefaultReadTimeout.
+	RequestTimeout time.Duration
+	// IdleTimeout closes RESP connections idle this long between
+	// requests; zero: defaultIdleTimeout.
+	IdleTimeout time.Duration
+	// WriteTimeout closes RESP clients that do not take their replies
+	// within it; zero: respDefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
 
 const (
-	defaultMaxValue   = 512 << 10
-	defaultMaxConns   = 10_000
-	defaultMaxRequest = 1 << 20
-	defaultTimeout    = 5 * time.Second
-	idleTimeout       = 5 * time.Minute // RESP connections idle this long are closed
+	defaultMaxValue    = 512 << 10
+	defaultMaxConns    = 10_000
+	defaultMaxRequest  = 1 << 20
+	defaultTimeout     = 5 * time.Second
+	defaultIdleTimeout = 5 * time.Minute // RESP connections idle this long are closed
 )
 
 // member is one running kvnode member.
@@ -73,7 +84,7 @@ type member struct {
 	node    *consensus.Node
 	store   *store
 	trans   *tcp.Transport
-	redis   *redcon.Server
+	redis   *respServer
 	http    *http.Server
 	metrics *metrics
 	log     *slog.Logger
@@ -86,8 +97,6 @@ type member struct {
 	audit     *slog.Logger
 	removed   atomic.Bool
 	wasMember atomic.Bool
-
-	conns   chan struct{} // semaphore of RESP connections
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closeMu sync.Once
@@ -105,7 +114,6 @@ func startMember(cfg memberConfig) (*member, error) {
 		cfg:   cfg,
 		store: newStore(),
 		log:   log.With("member", cfg.ID),
-		conns: make(chan struct{}, cfg.Limits.MaxConns),
 		stop:  make(chan struct{}),
 
 		implicit: cfg.Auth.implicitDefault(),
@@ -160,8 +168,7 @@ func startMember(cfg memberConfig) (*member, error) {
 	}
 	m.node = node
 	m.noteMembership(node.Members(), node.Status().Removed)
-	m.redis = redcon.NewServer("", m.serveRESP, m.acceptRESP, m.closedRESP)
-	m.redis.SetIdleClose(idleTimeout)
+	m.redis = newRESPServer(m.respConfig(), m.serveRESP, m.newConnState)
 	m.http = &http.Server{
 		Handler:           m.httpHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -177,7 +184,7 @@ func startMember(cfg memberConfig) (*member, error) {
 		if cfg.TLS != nil {
 			ln = tls.NewListener(ln, cfg.TLS) // redis-cli --tls, go-redis TLSConfig
 		}
-		m.redis.Serve(&limitListener{Listener: ln, max: cfg.Limits.MaxRequest})
+		m.redis.Serve(ln)
 	}()
 	go func() {
 		defer m.wg.Done()
@@ -297,43 +304,25 @@ func (m *member) Close() error {
 	return err
 }
 
-// limitListener bounds the bytes a RESP client may send for one command:
-// a connection that has sent more than max bytes with no reply in between
-// (an incomplete command larger than max) gets an error and is closed.
-type limitListener struct {
-	net.Listener
-	max int
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+// respConfig is the RESP server's configuration from the member's limits.
+func (m *member) respConfig() respConfig {
+	l := m.cfg.Limits
+	idle := l.IdleTimeout
+	if idle <= 0 {
+		idle = defaultIdleTimeout
 	}
-	return &limitConn{Conn: c, max: l.max}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	max     int
-	pending int // bytes read since the last write
-}
-
-var errRequestTooLarge = errors.New("kvnode: request too large")
-
-func (c *limitConn) Read(p []byte) (int, error) {
-	if c.pending > c.max {
-		c.Conn.Write([]byte("-ERR request exceeds the size limit\r\n"))
-		return 0, errRequestTooLarge
+	maxReply := l.MaxReply
+	if maxReply <= 0 {
+		maxReply = max(8*l.MaxRequest, maxValueBytes+1024)
 	}
-	n, err := c.Conn.Read(p)
-	c.pending += n
-	return n, err
-}
-
-func (c *limitConn) Write(p []byte) (int, error) {
-	c.pending = 0
-	return c.Conn.Write(p)
+	return respConfig{
+		MaxConns:     l.MaxConns,
+		MaxRequest:   l.MaxRequest,
+		MaxReply:     maxReply,
+		ReadTimeout:  l.RequestTimeout,
+		IdleTimeout:  idle,
+		WriteTimeout: l.WriteTimeout,
+	}
 }
 
 // metrics are a member's Prometheus metrics, in its own registry.
@@ -342,7 +331,6 @@ type metrics struct {
 	commands *prometheus.CounterVec
 	errors   *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	conns    prometheus.Gauge
 }
 
 func newMetrics(m *member) *metrics {
@@ -358,14 +346,13 @@ func newMetrics(m *member) *metrics {
 			Name: "kvnode_command_seconds", Help: "Command latency, by kind (read, write).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"kind"}),
-		conns: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kvnode_connections", Help: "Open RESP connections.",
-		}),
 	}
 	status := func(f func(consensus.Status) float64) func() float64 {
 		return func() float64 { return f(m.node.Status()) }
 	}
-	x.reg.MustRegister(x.commands, x.errors, x.latency, x.conns,
+	x.reg.MustRegister(x.commands, x.errors, x.latency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_connections", Help: "Open RESP connections."},
+			func() float64 { return float64(m.redis.open()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_raft_term", Help: "Current raft term."},
 			status(func(s consensus.Status) float64 { return float64(s.Term) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kvnode_raft_commit_index", Help: "Highest committed index known here."},

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/consensus"
-	"github.com/tidwall/redcon"
 )
 
 // connState is the per-connection mode.
@@ -21,46 +20,30 @@ type connState struct {
 	user   string   // user authenticated with AUTH; "" = default, if it needs no password (security.go)
 	remote net.Addr // the client's address, for protected mode, limits and audit
 	conn   net.Conn // the connection, for its TLS client certificate (-tls-cert-users)
+	multi  bool     // MULTI was refused: commands up to EXEC or DISCARD are refused too
 }
 
 // maxRequestIDLen bounds an idempotency key.
 const maxRequestIDLen = 1000
 
-func (m *member) acceptRESP(c redcon.Conn) bool {
-	select {
-	case m.conns <- struct{}{}:
-	default:
-		c.NetConn().Write([]byte("-ERR max number of clients reached\r\n"))
-		return false
+// newConnState is the state of a new RESP connection, or the reply that
+// refuses it (protected mode).
+func (m *member) newConnState(nc net.Conn) (*connState, []byte) {
+	if rep := m.admit(nc.RemoteAddr()); rep != nil {
+		return nil, rep
 	}
-	if rep := m.admit(c.NetConn().RemoteAddr()); rep != nil {
-		c.NetConn().Write(rep)
-		<-m.conns
-		return false
-	}
-	m.metrics.conns.Inc()
-	c.SetContext(&connState{stale: m.cfg.Limits.StaleReads, remote: c.NetConn().RemoteAddr(), conn: c.NetConn()})
-	return true
+	return &connState{stale: m.cfg.Limits.StaleReads, remote: nc.RemoteAddr(), conn: nc}, nil
 }
 
-func (m *member) closedRESP(c redcon.Conn, err error) {
-	<-m.conns
-	m.metrics.conns.Dec()
-}
-
-// serveRESP answers the commands redcon has read from one connection:
-// cmd and the rest of its pipeline, in order; redcon flushes the replies
-// together. Linearizable reads in one pipeline share a read barrier: every
-// command of the pipeline was sent before the barrier started, so state
-// at least as new as the barrier is a valid answer for each of them.
-func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
-	st, _ := c.Context().(*connState)
-	if st == nil {
-		st = &connState{}
-	}
+// serveRESP answers a batch of commands that arrived together on one
+// connection, in order; the server writes the replies together.
+// Linearizable reads in one batch share a read barrier: every command of
+// the batch was sent before the barrier started, so state at least as
+// new as the barrier is a valid answer for each of them.
+func (m *member) serveRESP(c *respConn, cmds [][][]byte) {
+	st := c.state
 	st.fresh = false
 	defer func() { st.fresh = false }()
-	cmds := append([]redcon.Command{cmd}, c.ReadPipeline()...)
 	// Consecutive plain writes of the pipeline are replicated as one
 	// command (one raft entry), applied in order.
 	var batch [][]byte
@@ -70,7 +53,7 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 		case 0:
 			return
 		case 1:
-			c.WriteRaw(m.write(batch[0], ""))
+			c.reply(m.write(batch[0], ""))
 		default:
 			e := newCommand(opBatch, m.nowMs()).uvarint(uint64(len(batch)))
 			for _, b := range batch {
@@ -81,20 +64,28 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 				// The batch as a whole failed: every write gets the error.
 				reply = bytes.Repeat(proposeError(err), len(batch))
 			}
-			c.WriteRaw(reply)
+			c.reply(reply)
 		}
 		batch, batchBytes = batch[:0], 0
 	}
 	defer flush()
-	for _, cmd := range cmds {
-		if len(cmd.Args) == 0 {
+	for _, args := range cmds {
+		if c.broken() {
+			return // the client is gone: the rest of its commands are not run
+		}
+		name := strings.ToLower(string(args[0]))
+		m.metrics.commands.WithLabelValues(metricName(name)).Inc()
+		if reply, ok := transaction(st, name); ok {
+			flush()
+			m.metrics.errors.WithLabelValues(metricName(name), "ERR").Inc()
+			c.reply(reply)
 			continue
 		}
-		name := strings.ToLower(string(cmd.Args[0]))
-		m.metrics.commands.WithLabelValues(metricName(name)).Inc()
-		if isWrite(name) && len(cmds) > 1 {
-			enc, errRep := m.buildWrite(name, cmd.Args)
-			if rep, done := m.precheck(st, name, cmd.Args); done {
+		// A write batched with others gets a short reply; SET ... GET
+		// answers with a whole value, so it is replicated on its own.
+		if isWrite(name) && len(cmds) > 1 && !setWithGet(name, args) {
+			enc, errRep := m.buildWrite(name, args)
+			if rep, done := m.precheck(st, name, args); done {
 				enc, errRep = nil, rep
 			}
 			if errRep == nil {
@@ -107,21 +98,68 @@ func (m *member) serveRESP(c redcon.Conn, cmd redcon.Command) {
 			}
 			flush()
 			m.metrics.errors.WithLabelValues(metricName(name), "ERR").Inc()
-			c.WriteRaw(errRep)
+			c.reply(errRep)
 			continue
 		}
 		flush()
-		reply := m.execute(st, name, cmd.Args, "")
+		reply := m.execute(st, name, args, "")
 		if bytes.HasPrefix(reply, []byte("-")) {
 			kind, _, _ := bytes.Cut(reply[1:], []byte(" "))
 			m.metrics.errors.WithLabelValues(metricName(name), string(kind)).Inc()
 		}
-		c.WriteRaw(reply)
+		c.reply(reply)
 		if name == "quit" {
-			c.Close()
+			c.closeAfterReply()
 			return
 		}
 	}
+}
+
+// transaction answers MULTI, EXEC and DISCARD, and every command between
+// MULTI and EXEC or DISCARD, without executing anything: kvnode has no
+// transactions, and a client that queued writes after a refused MULTI
+// must not find them applied (it would apply them again on retry).
+// ok is false for the commands it leaves to execute.
+func transaction(st *connState, name string) (reply []byte, ok bool) {
+	switch name {
+	case "multi":
+		if st.multi {
+			return errReply("ERR MULTI calls can not be nested"), true
+		}
+		st.multi = true
+		return errReply("ERR MULTI is not supported by kvnode; commands up to EXEC or DISCARD will be refused"), true
+	case "exec":
+		if !st.multi {
+			return errReply("ERR EXEC without MULTI"), true
+		}
+		st.multi = false
+		return errReply("EXECABORT Transaction discarded because of previous errors."), true
+	case "discard":
+		if !st.multi {
+			return errReply("ERR DISCARD without MULTI"), true
+		}
+		st.multi = false
+		return replyOK, true
+	case "quit":
+		return nil, false
+	}
+	if st.multi {
+		return errReply("ERR command refused after MULTI (transactions are not supported by kvnode); nothing was executed"), true
+	}
+	return nil, false
+}
+
+// setWithGet reports whether args is SET with the GET option.
+func setWithGet(name string, args [][]byte) bool {
+	if name != "set" {
+		return false
+	}
+	for _, a := range args[min(3, len(args)):] {
+		if strings.EqualFold(string(a), "get") {
+			return true
+		}
+	}
+	return false
 }
 
 // metricName keeps metric label values bounded: unknown command names
@@ -177,28 +215,51 @@ func (m *member) execute(st *connState, name string, args [][]byte, reqID string
 		if len(args) != 2 {
 			return wrongArgs(name)
 		}
-		return m.read(st, func(s *store) []byte {
+		// Values are never modified once stored: the reply is built
+		// after the lock is released, so a large value does not hold up
+		// the state machine.
+		var val []byte
+		if rep := m.read(st, func(s *store) []byte {
 			it, ok := s.get(string(args[1]))
 			if !ok {
 				return replyNil
 			}
-			return appendBulk(nil, it.val)
-		})
+			val = it.val
+			return nil
+		}); rep != nil {
+			return rep
+		}
+		return appendBulk(nil, val)
 	case "mget":
 		if len(args) < 2 {
 			return wrongArgs(name)
 		}
-		return m.read(st, func(s *store) []byte {
-			b := []byte("*" + strconv.Itoa(len(args)-1) + "\r\n")
-			for _, k := range args[1:] {
+		vals := make([][]byte, len(args)-1) // nil: no such key
+		if rep := m.read(st, func(s *store) []byte {
+			if mgetReplySize(s, args[1:]) > m.maxReply() {
+				return respErrReplyTooLarge
+			}
+			for i, k := range args[1:] {
 				if it, ok := s.get(string(k)); ok {
-					b = appendBulk(b, it.val)
-				} else {
-					b = append(b, replyNil...)
+					vals[i] = it.val
+					if vals[i] == nil {
+						vals[i] = []byte{}
+					}
 				}
 			}
-			return b
-		})
+			return nil
+		}); rep != nil {
+			return rep
+		}
+		b := []byte("*" + strconv.Itoa(len(vals)) + "\r\n")
+		for _, v := range vals {
+			if v != nil {
+				b = appendBulk(b, v)
+			} else {
+				b = append(b, replyNil...)
+			}
+		}
+		return b
 	case "ttl", "pttl":
 		if len(args) != 2 {
 			return wrongArgs(name)
@@ -261,6 +322,22 @@ func (m *member) execute(st *connState, name string, args [][]byte, reqID string
 		return errReply("ERR unknown command '%s' (not supported by kvnode)", name)
 	}
 	return errReply("ERR unknown command '%s'", truncate(name, 64))
+}
+
+// maxReply is the largest RESP reply this member builds.
+func (m *member) maxReply() int { return m.respConfig().MaxReply }
+
+// mgetReplySize is the size of MGET's reply for keys, found before
+// building it.
+func mgetReplySize(s *store, keys [][]byte) int {
+	n := 16
+	for _, k := range keys {
+		n += 5 // "$-1\r\n"
+		if it, ok := s.get(string(k)); ok {
+			n += len(it.val) + 16
+		}
+	}
+	return n
 }
 
 func truncate(s string, n int) string {
@@ -372,7 +449,7 @@ func (m *member) buildWrite(name string, args [][]byte) ([]byte, []byte) {
 		if len(args[2]) > maxValue {
 			return nil, tooBig
 		}
-		return newCommand(opAppend, now).bytes(args[1]).bytes(args[2]).b, nil
+		return newCommand(opAppend, now).bytes(args[1]).bytes(args[2]).uvarint(uint64(maxValue)).b, nil
 	case "mset":
 		if len(args) < 3 || len(args)%2 != 1 {
 			return nil, wrongArgs(name)

@@ -548,8 +548,6 @@ func certName(c net.Conn) string {
 			return peerCN(x.ConnectionState())
 		case interface{ NetConn() net.Conn }:
 			c = x.NetConn()
-		case *limitConn:
-			c = x.Conn
 		default:
 			return ""
 		}
