@@ -97,9 +97,9 @@ type member struct {
 	audit     *slog.Logger
 	removed   atomic.Bool
 	wasMember atomic.Bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	closeMu sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeMu   sync.Once
 }
 
 func startMember(cfg memberConfig) (*member, error) {
