@@ -34,8 +34,8 @@ const (
 	// MaxTerm is the largest term the node accepts in any message: terms
 	// beyond it can only be forged or corrupt, and a term accepted near
 	// the top of the range would overflow at the next election.
-	MaxTerm = 1 << 48
-	DefaultMaxClockOffset      = 500 * time.Millisecond
+	MaxTerm               = 1 << 48
+	DefaultMaxClockOffset = 500 * time.Millisecond
 )
 
 // ReadMode selects how ReadBarrier and ReadIndex establish a linearizable
