@@ -817,7 +817,7 @@ func (n *Node) dropProposal(p *proposal, err error) {
 		if n.removed.Load() {
 			err = ErrRemoved
 		}
-		p.finish(nil, fmt.Errorf("%w: %v", ErrDropped, err))
+		p.finish(nil, fmt.Errorf("%w: %w", ErrDropped, err))
 	}
 }
 

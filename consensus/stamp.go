@@ -243,13 +243,6 @@ func (n *Node) admitStamps(m *raftpb.Message) bool {
 // never appended.
 func (n *Node) dropStamped(batch []*proposal, err error) {
 	for _, p := range batch {
-		n.propMu.Lock()
-		_, waiting := n.waiters[p.seq]
-		delete(n.waiters, p.seq)
-		n.propMu.Unlock()
-		if waiting {
-			n.stats.dropped.Add(1)
-			p.finish(nil, fmt.Errorf("%w: %w", ErrDropped, err))
-		}
+		n.dropProposal(p, err)
 	}
 }
