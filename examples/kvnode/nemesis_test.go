@@ -48,7 +48,7 @@ import (
 // outcome: it detects the loss) is removed from the group, its data wiped,
 // and it joins again under a new id.
 //
-//	go test -run TestNemesis -v ./examples/kvnode/        # 15 s of faults, ~40 s in all
+//	DISTKIT_NEMESIS=1 go test -run TestNemesis -v ./examples/kvnode/   # 15 s of faults, ~40 s in all
 //	DISTKIT_NEMESIS_DURATION=5m go test -run TestNemesis -v -timeout 30m ./examples/kvnode/
 //	DISTKIT_NEMESIS_FAULTS=disk,kill ...                  # only some kinds of fault
 
@@ -80,6 +80,9 @@ func ipCmd(args ...string) error {
 // newNetLab creates the namespaces, or skips the test where it cannot.
 func newNetLab(t *testing.T, n int) *netLab {
 	t.Helper()
+	if os.Getenv("DISTKIT_NEMESIS") == "" && os.Getenv("DISTKIT_NEMESIS_DURATION") == "" {
+		t.Skip("nemesis: builds network namespaces as root; set DISTKIT_NEMESIS=1 (or DISTKIT_NEMESIS_DURATION) to run it")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("nemesis: needs root for network namespaces (ip netns)")
 	}
