@@ -23,8 +23,12 @@ type gateProxy struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	healed  chan struct{} // closed while forwarding
+	mu     sync.Mutex
+	healed chan struct{} // closed while forwarding
+	epoch  int           // stalls so far
+	// lossy: a connection open during a stall never forwards again (as if
+	// its in-flight bytes were lost for good); only new ones do.
+	lossy   bool
 	conns   map[net.Conn]struct{}
 	stopped bool
 }
@@ -51,6 +55,7 @@ func (p *gateProxy) stall() {
 	select {
 	case <-p.healed:
 		p.healed = make(chan struct{})
+		p.epoch++
 	default:
 	}
 }
@@ -65,16 +70,42 @@ func (p *gateProxy) heal() {
 	}
 }
 
-// gate blocks while the proxy is stalled; false means the proxy stopped.
-func (p *gateProxy) gate() bool {
+// gate blocks while the proxy is stalled (for a lossy proxy, for ever
+// once the connection accepted in epoch saw a stall); false means the
+// proxy stopped.
+func (p *gateProxy) gate(epoch int) bool {
 	p.mu.Lock()
-	healed := p.healed
+	healed, dead := p.healed, p.lossy && p.epoch != epoch
 	p.mu.Unlock()
+	if dead {
+		<-p.done
+		return false
+	}
 	select {
 	case <-healed:
-		return true
 	case <-p.done:
 		return false
+	}
+	p.mu.Lock()
+	dead = p.lossy && p.epoch != epoch
+	p.mu.Unlock()
+	if dead {
+		<-p.done
+		return false
+	}
+	return true
+}
+
+// epochNow is the epoch a connection accepted now belongs to: -1, never
+// current, while stalled.
+func (p *gateProxy) epochNow() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.healed:
+		return p.epoch
+	default:
+		return -1
 	}
 }
 
@@ -108,23 +139,24 @@ func (p *gateProxy) accept() {
 			in.Close()
 			return
 		}
+		epoch := p.epochNow()
 		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		go p.pipe(in, out, epoch)
+		go p.pipe(out, in, epoch)
 	}
 }
 
 // pipe copies src to dst, waiting at the gate before every write and
 // before passing on a close (a FIN is bytes on the wire too); either side
 // failing closes both.
-func (p *gateProxy) pipe(src, dst net.Conn) {
+func (p *gateProxy) pipe(src, dst net.Conn, epoch int) {
 	defer p.wg.Done()
 	defer src.Close()
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if !p.gate() {
+		if !p.gate(epoch) {
 			return
 		}
 		if n > 0 {
@@ -161,7 +193,7 @@ type healCluster struct {
 	proxies map[[2]uint64]*gateProxy // [from, to]
 }
 
-func newHealCluster(t *testing.T) *healCluster {
+func newHealCluster(t *testing.T, lossy bool) *healCluster {
 	const size = 3
 	c := &healCluster{nodes: map[uint64]*consensus.Node{}, trs: map[uint64]*Transport{}, proxies: map[[2]uint64]*gateProxy{}}
 	lns := map[uint64]net.Listener{}
@@ -183,7 +215,9 @@ func newHealCluster(t *testing.T) *healCluster {
 	for from := uint64(1); from <= size; from++ {
 		for to := uint64(1); to <= size; to++ {
 			if from != to {
-				c.proxies[[2]uint64{from, to}] = newGateProxy(t, lns[to].Addr().String())
+				p := newGateProxy(t, lns[to].Addr().String())
+				p.lossy = lossy
+				c.proxies[[2]uint64{from, to}] = p
 			}
 		}
 	}
@@ -236,13 +270,21 @@ func (c *healCluster) setLinks(id uint64, stalled bool) {
 // election timeouts of the links healing. Every timing is the default one
 // of consensus.Config and tcp.Config: that is what the bound is about.
 func TestHealedFollowerCatchesUpWithinTwoElectionTimeouts(t *testing.T) {
+	// Buffered: what was written during the stall arrives after it.
+	t.Run("buffered", func(t *testing.T) { testHeal(t, false) })
+	// Lossy: connections open during the stall stay dead, so only new
+	// ones (dialed after the heal) carry traffic.
+	t.Run("lossy", func(t *testing.T) { testHeal(t, true) })
+}
+
+func testHeal(t *testing.T, lossy bool) {
 	const (
 		electionTimeout = consensus.DefaultElectionTicks * consensus.DefaultTickInterval
 		bound           = 2 * electionTimeout
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := newHealCluster(t)
+	c := newHealCluster(t, lossy)
 
 	var leader uint64
 	waitFor(t, "a leader known to all", nil, func() bool {
