@@ -66,7 +66,7 @@ const (
 	DefaultMaxFrameBytes      = 16 << 20
 	DefaultSnapshotChunkBytes = 256 << 10
 	DefaultMinBackoff         = 50 * time.Millisecond
-	DefaultMaxBackoff         = 2 * time.Second
+	DefaultMaxBackoff         = 250 * time.Millisecond
 	DefaultMaxBatchMessages   = 512
 	DefaultMaxConns           = 1024
 	DefaultKeepaliveInterval  = 250 * time.Millisecond
@@ -202,7 +202,11 @@ type Config struct {
 
 	// MinBackoff and MaxBackoff bound the jittered exponential delay
 	// between reconnection attempts to a peer. Defaults DefaultMinBackoff
-	// and DefaultMaxBackoff.
+	// and DefaultMaxBackoff. However long an outage lasts, a healed link
+	// is retried within MaxBackoff (after an attempt that went unanswered,
+	// within DialTimeout + MaxBackoff), so keep MaxBackoff well under the
+	// group's election timeout: a follower is then back within two
+	// election timeouts of its links healing.
 	MinBackoff, MaxBackoff time.Duration
 
 	// Clock times reconnection backoff. Default clock.Real.
