@@ -119,17 +119,29 @@ func (p *proc) start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cmd := exec.Command(kvnodeBinary(p.t), p.args...)
-	out := &syncBuffer{}
+	p.cmd = cmd
+	p.out, p.ready, p.exited = runProcess(p.t, cmd, func(err error) {
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+	})
+}
+
+// runProcess starts cmd with its output copied to out. ready closes when
+// it prints a line "ready"; exited closes once it has exited and setErr
+// has received its exit status.
+func runProcess(t testing.TB, cmd *exec.Cmd, setErr func(error)) (out *syncBuffer, ready, exited chan struct{}) {
+	t.Helper()
+	out = &syncBuffer{}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
-	ready, exited := make(chan struct{}), make(chan struct{})
-	p.cmd, p.out, p.ready, p.exited = cmd, out, ready, exited
+	ready, exited = make(chan struct{}), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		seen := false
@@ -141,12 +153,10 @@ func (p *proc) start() {
 			}
 		}
 		io.Copy(io.Discard, stdout)
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
+		setErr(cmd.Wait())
 		close(exited)
 	}()
+	return out, ready, exited
 }
 
 func (p *proc) waitReady(timeout time.Duration) {

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -269,36 +268,14 @@ func (m *nmember) start(extra ...string) {
 	m.t.Helper()
 	args := append([]string{"netns", "exec", m.ns, kvnodeBinary(m.t)}, m.args...)
 	cmd := exec.Command("ip", append(args, extra...)...)
-	out := &syncBuffer{}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	ready, exited := make(chan struct{}), make(chan struct{})
-	m.mu.Lock()
-	m.cmd, m.out, m.ready, m.exited, m.stopped = cmd, out, ready, exited, false
-	m.mu.Unlock()
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		seen := false
-		for sc.Scan() {
-			fmt.Fprintln(out, sc.Text())
-			if sc.Text() == "ready" && !seen {
-				seen = true
-				close(ready)
-			}
-		}
-		io.Copy(io.Discard, stdout)
-		err := cmd.Wait()
+	out, ready, exited := runProcess(m.t, cmd, func(err error) {
 		m.mu.Lock()
 		m.err = err
 		m.mu.Unlock()
-		close(exited)
-	}()
+	})
+	m.mu.Lock()
+	m.cmd, m.out, m.ready, m.exited, m.stopped = cmd, out, ready, exited, false
+	m.mu.Unlock()
 }
 
 // awaitReady waits until the member is ready; it returns an error if it
@@ -811,44 +788,14 @@ func TestNemesis(t *testing.T) {
 	wg.Wait()
 
 	// Final values, read linearizably through every member still up.
-	final := map[string]string{}
+	up := map[uint64]*nmember{}
+	var ids []uint64
 	for _, m := range alive() {
-		cl := m.client()
-		for _, k := range keys {
-			var v string
-			var err error
-			call := h.now()
-			for try := 0; try < 30; try++ {
-				rctx, rcancel := context.WithTimeout(context.Background(), 3*time.Second)
-				v, err = cl.Get(rctx, k).Result()
-				rcancel()
-				if err == nil || errors.Is(err, redis.Nil) {
-					break
-				}
-				time.Sleep(500 * time.Millisecond) // the member may still be catching up
-			}
-			if err != nil && !errors.Is(err, redis.Nil) {
-				cl.Close()
-				t.Fatalf("final GET %s on member %d: %v", k, m.id, err)
-			}
-			h.add(porcupine.Operation{ClientId: 1000 + int(m.id), Input: kvIn{op: "get", key: k}, Call: call,
-				Output: kvOut{value: v, missing: errors.Is(err, redis.Nil)}, Return: h.now()})
-			if prev, ok := final[k]; ok && prev != v {
-				t.Errorf("members disagree on %s: %q vs %q", k, prev, v)
-			}
-			final[k] = v
-		}
-		cl.Close()
+		up[m.id] = m
+		ids = append(ids, m.id)
 	}
-
-	lost := 0
-	acked.Range(func(v, k any) bool {
-		if !strings.Contains(final[k.(string)], v.(string)) && !setAfter(h, k.(string), v.(string)) {
-			lost++
-			t.Errorf("acknowledged append %s to %s lost (final %q)", v, k, final[k.(string)])
-		}
-		return true
-	})
+	final := readFinal(t, h, keys, ids, func(id uint64) *redis.Client { return up[id].client() }, 3*time.Second, 30)
+	lost := lostAppends(t, h, final, &acked)
 	// Linearizability, key by key.
 	violations, undecided := 0, 0
 	for _, part := range kvModel.Partition(h.ops) {

@@ -203,14 +203,46 @@ func (c *cluster) forget(id uint64) {
 // member.
 func checkHistory(t *testing.T, c *cluster, h *history, keys []string, acked *sync.Map) {
 	t.Helper()
+	ids := c.memberIDs()
+	final := readFinal(t, h, keys, ids, func(id uint64) *redis.Client { return c.procOf(id).client() }, 10*time.Second, 1)
+	lostAppends(t, h, final, acked)
+	res, info := porcupine.CheckOperationsVerbose(kvModel, h.ops, 60*time.Second)
+	switch res {
+	case porcupine.Illegal:
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("kvnode-%s.html", t.Name()))
+		if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
+			t.Logf("visualization: %s", path)
+		}
+		t.Fatal("history is not linearizable")
+	case porcupine.Unknown:
+		t.Log("porcupine timed out; history not fully checked")
+	}
+}
+
+// readFinal reads every key through the member ids (each client
+// linearizable), records the reads in h and returns the values, failing
+// the test when members disagree. A read that fails is tried again, up to
+// tries times half a second apart: a member may still be catching up.
+func readFinal(t *testing.T, h *history, keys []string, ids []uint64, client func(uint64) *redis.Client, timeout time.Duration, tries int) map[string]string {
+	t.Helper()
 	final := map[string]string{}
-	for _, id := range c.memberIDs() {
-		cl := c.procOf(id).client()
+	for _, id := range ids {
+		cl := client(id)
 		for _, k := range keys {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			var v string
+			var err error
 			call := h.now()
-			v, err := cl.Get(ctx, k).Result()
-			cancel()
+			for try := 0; try < tries; try++ {
+				if try > 0 {
+					time.Sleep(500 * time.Millisecond)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				v, err = cl.Get(ctx, k).Result()
+				cancel()
+				if err == nil || errors.Is(err, redis.Nil) {
+					break
+				}
+			}
 			if err != nil && !errors.Is(err, redis.Nil) {
 				cl.Close()
 				t.Fatalf("final GET %s on member %d: %v", k, id, err)
@@ -224,33 +256,25 @@ func checkHistory(t *testing.T, c *cluster, h *history, keys []string, acked *sy
 		}
 		cl.Close()
 	}
+	return final
+}
+
+// lostAppends reports, and counts, the acknowledged appends (acked: value
+// to key) missing from the final values. An append survives until a later
+// SET replaces the key, so only appends no SET may have followed must be
+// present; porcupine checks the exact interleaving.
+func lostAppends(t *testing.T, h *history, final map[string]string, acked *sync.Map) int {
+	t.Helper()
 	lost := 0
 	acked.Range(func(v, k any) bool {
-		// An append survives until a later SET replaces the key; only
-		// appends after the key's last acknowledged SET must be present.
-		// Porcupine checks the exact interleaving; here we check the
-		// appends that followed the final value's SET.
 		fv := final[k.(string)]
-		if strings.Contains(fv, v.(string)) {
-			return true
-		}
-		if !setAfter(h, k.(string), v.(string)) {
+		if !strings.Contains(fv, v.(string)) && !setAfter(h, k.(string), v.(string)) {
 			lost++
 			t.Errorf("acknowledged append %s to %s lost (final %q)", v, k, fv)
 		}
 		return true
 	})
-	res, info := porcupine.CheckOperationsVerbose(kvModel, h.ops, 60*time.Second)
-	switch res {
-	case porcupine.Illegal:
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("kvnode-%s.html", t.Name()))
-		if err := porcupine.VisualizePath(kvModel, info, path); err == nil {
-			t.Logf("visualization: %s", path)
-		}
-		t.Fatal("history is not linearizable")
-	case porcupine.Unknown:
-		t.Log("porcupine timed out; history not fully checked")
-	}
+	return lost
 }
 
 // setAfter reports whether a SET of key may have been applied after the
